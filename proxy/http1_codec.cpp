@@ -1,0 +1,242 @@
+#include "proxy/http1_codec.hpp"
+
+#include <algorithm>
+#include <strings.h>
+
+namespace leakscope::proxy::http1 {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace
+
+std::string_view message_head::header(std::string_view name) const {
+  for (const auto& h : headers) {
+    if (iequals(h.name, name)) {
+      return h.value;
+    }
+  }
+  return {};
+}
+
+bool message_head::has_header(std::string_view name) const {
+  return std::any_of(headers.begin(), headers.end(), [&](const header_field& h) { return iequals(h.name, name); });
+}
+
+parser::parser(message_kind kind, codec_limits limits) : kind_(kind), limits_(limits) {
+  llhttp_settings_init(&settings_);
+  settings_.on_message_begin = &parser::on_message_begin;
+  settings_.on_url = &parser::on_url;
+  settings_.on_status = &parser::on_status;
+  settings_.on_header_field = &parser::on_header_field;
+  settings_.on_header_value = &parser::on_header_value;
+  settings_.on_header_value_complete = &parser::on_header_value_complete;
+  settings_.on_headers_complete = &parser::on_headers_complete;
+  settings_.on_body = &parser::on_body;
+  settings_.on_message_complete = &parser::on_message_complete;
+  llhttp_init(&parser_, kind == message_kind::request ? HTTP_REQUEST : HTTP_RESPONSE, &settings_);
+  parser_.data = this;
+}
+
+bool parser::chunked() const { return (parser_.flags & F_CHUNKED) != 0; }
+
+int parser::on_message_begin(llhttp_t* p) {
+  auto& s = self(p);
+  s.head_ = {};
+  s.field_.clear();
+  s.value_.clear();
+  s.body_.clear();
+  s.body_size_ = 0;
+  s.in_message_ = true;
+  return 0;
+}
+
+int parser::on_url(llhttp_t* p, const char* at, std::size_t n) {
+  self(p).head_.target.append(at, n);
+  return 0;
+}
+
+int parser::on_status(llhttp_t* p, const char* at, std::size_t n) {
+  self(p).head_.reason.append(at, n);
+  return 0;
+}
+
+int parser::on_header_field(llhttp_t* p, const char* at, std::size_t n) {
+  self(p).field_.append(at, n);
+  return 0;
+}
+
+int parser::on_header_value(llhttp_t* p, const char* at, std::size_t n) {
+  self(p).value_.append(at, n);
+  return 0;
+}
+
+int parser::on_header_value_complete(llhttp_t* p) {
+  auto& s = self(p);
+  if (s.head_.headers.size() >= s.limits_.max_headers) {
+    s.error_ = codec_error::too_many_headers;
+    return -1;
+  }
+  s.head_.headers.push_back({std::move(s.field_), std::move(s.value_)});
+  s.field_.clear();
+  s.value_.clear();
+  return 0;
+}
+
+int parser::on_headers_complete(llhttp_t* p) {
+  auto& s = self(p);
+  s.head_.version_major = p->http_major;
+  s.head_.version_minor = p->http_minor;
+  if (s.kind_ == message_kind::request) {
+    s.head_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+  } else {
+    s.head_.status = p->status_code;
+  }
+  s.in_head_ = false;
+  s.head_event_ = true;
+  const int status = s.head_.status;
+  if (s.kind_ == message_kind::response &&
+      (s.head_request_ || (status >= 100 && status < 200 && status != 101) || status == 204 || status == 304)) {
+    // RFC 9112 §6.3: responses to HEAD, 1xx, 204 and 304 have no body whatever their
+    // Content-Length says. Returning 1 tells llhttp so; the pause then comes at completion.
+    return 1;
+  }
+  return HPE_PAUSED;
+}
+
+int parser::on_body(llhttp_t* p, const char* at, std::size_t n) {
+  auto& s = self(p);
+  s.body_size_ += n;
+  if (s.body_.size() < s.body_cap_) {
+    s.body_.append(at, std::min(n, s.body_cap_ - s.body_.size()));
+  }
+  return 0;
+}
+
+int parser::on_message_complete(llhttp_t* p) {
+  auto& s = self(p);
+  s.keep_alive_ = llhttp_should_keep_alive(p) != 0;
+  s.complete_event_ = true;
+  s.in_message_ = false;
+  s.in_head_ = true;
+  return HPE_PAUSED;
+}
+
+feed_result parser::feed(std::string_view data) {
+  feed_result r;
+  if (error_ != codec_error::none) {
+    r.error = error_;
+    return r;
+  }
+  if (upgraded_) {
+    // Only reached when an Upgrade request was answered without 101: the connection stays HTTP.
+    llhttp_resume_after_upgrade(&parser_);
+    upgraded_ = false;
+  } else if (paused_) {
+    llhttp_resume(&parser_);
+    paused_ = false;
+  }
+  head_event_ = false;
+  complete_event_ = false;
+
+  const bool head_phase = in_head_;
+  std::size_t n = data.size();
+  if (head_phase) {
+    if (head_.raw.size() >= limits_.max_header_bytes) {
+      error_ = r.error = codec_error::header_too_large;
+      return r;
+    }
+    n = std::min(n, limits_.max_header_bytes - head_.raw.size());
+  }
+
+  const llhttp_errno_t err = llhttp_execute(&parser_, data.data(), n);
+  std::size_t consumed = n;
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data.data());
+    paused_ = err == HPE_PAUSED;
+    upgraded_ = err == HPE_PAUSED_UPGRADE;
+  } else if (err != HPE_OK) {
+    consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data.data());
+    if (error_ == codec_error::none) {
+      error_ = codec_error::malformed;
+    }
+  }
+  // A CONNECT request or a 101 response ends HTTP on this connection once its head is read.
+  const bool upgrade_now = parser_.upgrade != 0 && head_event_ &&
+                           (kind_ == message_kind::request ? head_.method == "CONNECT" : head_.status == 101);
+  if (head_phase && consumed > 0) {
+    head_.raw.append(data.data(), consumed);
+  }
+  if (head_phase && !head_event_ && error_ == codec_error::none &&
+      head_.raw.size() >= limits_.max_header_bytes) {
+    error_ = codec_error::header_too_large;
+  }
+  r.consumed = consumed;
+  r.head_complete = head_event_;
+  r.message_complete = complete_event_;
+  r.upgrade = upgrade_now;
+  r.error = error_;
+  return r;
+}
+
+feed_result parser::finish() {
+  feed_result r;
+  if (error_ != codec_error::none) {
+    r.error = error_;
+    return r;
+  }
+  if (!in_message_) {
+    return r;
+  }
+  if (paused_) {
+    llhttp_resume(&parser_);
+    paused_ = false;
+  }
+  complete_event_ = false;
+  const llhttp_errno_t err = llhttp_finish(&parser_);
+  if ((err == HPE_OK || err == HPE_PAUSED) && complete_event_) {
+    r.message_complete = true;
+    return r;
+  }
+  error_ = r.error = codec_error::truncated;
+  return r;
+}
+
+std::string parser::error_name() const {
+  switch (error_) {
+    case codec_error::none:
+      return "";
+    case codec_error::malformed:
+      return llhttp_errno_name(llhttp_get_errno(&parser_));
+    case codec_error::header_too_large:
+      return "header_too_large";
+    case codec_error::too_many_headers:
+      return "too_many_headers";
+    case codec_error::truncated:
+      return "truncated";
+  }
+  return "";
+}
+
+std::string parser::error_reason() const {
+  switch (error_) {
+    case codec_error::malformed: {
+      const char* reason = llhttp_get_error_reason(&parser_);
+      return reason != nullptr ? reason : "malformed HTTP";
+    }
+    case codec_error::header_too_large:
+      return "request or response head larger than limits.max_header_bytes";
+    case codec_error::too_many_headers:
+      return "more header fields than limits.max_headers";
+    case codec_error::truncated:
+      return "connection closed in the middle of a message";
+    case codec_error::none:
+      break;
+  }
+  return "";
+}
+
+}  // namespace leakscope::proxy::http1
