@@ -1,0 +1,178 @@
+#include "detectors/decode.hpp"
+#include "detectors/engine.hpp"
+
+#include <doctest/doctest.h>
+#include <zlib.h>
+
+using namespace leakscope;
+using namespace leakscope::detectors;
+
+namespace {
+
+const char* const profile_imei = "865432101234564";
+
+config::device_profile profile() {
+  config::device_profile p;
+  p.imei = {profile_imei};
+  p.phone_number = {"13812345678"};
+  return p;
+}
+
+std::string gzip(const std::string& text, int window_bits = 15 + 16) {
+  z_stream z{};
+  deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, window_bits, 9, Z_DEFAULT_STRATEGY);
+  std::string out(deflateBound(&z, text.size()) + 64, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+  z.avail_in = static_cast<uInt>(text.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+http_request post(std::string body, std::vector<header> headers = {}) {
+  http_request r;
+  r.method = "POST";
+  r.scheme = "https";
+  r.host = "alog.umeng.com";
+  r.target = "/app_logs";
+  r.headers = std::move(headers);
+  r.body = std::move(body);
+  return r;
+}
+
+const finding* find(const inspect_result& r, const std::string& category, const std::string& source) {
+  for (const auto& f : r.findings) {
+    if (f.category == category && f.source == source) {
+      return &f;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("the profile IMEI is found in the query, headers and body") {
+  const engine e(profile(), {});
+  http_request r = post("");
+  r.target = "/collect?a=1&imei=865432101234564&b=2";
+  r.headers = {{"X-Device", "86-543210-123456-4"}};
+  const auto result = e.inspect(r);
+  REQUIRE(result.findings.size() == 2);
+  CHECK(result.findings[0].where == "url.query:imei");
+  CHECK(result.findings[0].category == "imei");
+  CHECK(result.findings[0].source == "known");
+  CHECK(result.findings[0].confidence == "high");
+  CHECK(result.findings[0].value == profile_imei);
+  CHECK(result.findings[1].where == "header:X-Device");
+}
+
+TEST_CASE("a percent-encoded value lists url in its encoding chain") {
+  const engine e(profile(), {});
+  http_request r = post("");
+  r.target = "/c?tel=%2B8613812345678";
+  const auto result = e.inspect(r);
+  const auto* f = find(result, "phone_number", "known");
+  REQUIRE(f != nullptr);
+  CHECK(f->encoding == std::vector<std::string>{"url"});
+  CHECK(f->value == "13812345678");
+}
+
+TEST_CASE("phone numbers in the spellings SDKs use") {
+  const engine e(profile(), {});
+  for (const char* body : {"13812345678", "+86 13812345678", "008613812345678", "138-1234-5678", "tel=138 1234 5678"}) {
+    CAPTURE(body);
+    CHECK(find(e.inspect(post(body)), "phone_number", "known") != nullptr);
+  }
+  CHECK(find(e.inspect(post("13812345679")), "phone_number", "known") == nullptr);
+}
+
+TEST_CASE("a gzip body, declared or not, is decoded before matching") {
+  const engine e(profile(), {});
+  const auto body = gzip(R"({"header":{"imei":"865432101234564"}})");
+  for (const bool declared : {true, false}) {
+    CAPTURE(declared);
+    const auto result = e.inspect(post(body, declared ? std::vector<header>{{"Content-Encoding", "gzip"}} : std::vector<header>{}));
+    const auto* f = find(result, "imei", "known");
+    REQUIRE(f != nullptr);
+    CHECK(f->where == "body");
+    CHECK(f->encoding == std::vector<std::string>{"gzip"});
+    CHECK(result.incomplete.empty());
+  }
+}
+
+TEST_CASE("deflate bodies: zlib-wrapped and raw") {
+  const engine e(profile(), {});
+  const std::string text = "imei=865432101234564";
+  CHECK(find(e.inspect(post(gzip(text, 15), {{"Content-Encoding", "deflate"}})), "imei", "known") != nullptr);
+  CHECK(find(e.inspect(post(gzip(text, -15), {{"Content-Encoding", "deflate"}})), "imei", "known") != nullptr);
+}
+
+TEST_CASE("a decompression bomb stops at the cap and the decoded part is still scanned") {
+  const engine e(profile(), engine_limits{1 << 20});
+  const auto bomb = gzip("imei=865432101234564&" + std::string(50u << 20, 'A'));
+  CHECK(bomb.size() < (1u << 20));
+  const auto result = e.inspect(post(bomb, {{"Content-Encoding", "gzip"}}));
+  CHECK(result.incomplete == std::vector<std::string>{"decompression_limit"});
+  CHECK(find(result, "imei", "known") != nullptr);
+}
+
+TEST_CASE("a body declared gzip that is not gzip is scanned as is and marked") {
+  const engine e(profile(), {});
+  const auto result = e.inspect(post("imei=865432101234564", {{"Content-Encoding", "gzip"}}));
+  CHECK(result.incomplete == std::vector<std::string>{"decode_error"});
+  CHECK(find(result, "imei", "known") != nullptr);
+}
+
+TEST_CASE("IMEI pattern: 15 digits with a valid Luhn check digit") {
+  const engine e(config::device_profile{}, {});
+  const auto result = e.inspect(post("a=352099001761481&b=352099001761482&c=000000000000000&d=1352099001761481"));
+  REQUIRE(result.findings.size() == 1);
+  CHECK(result.findings[0].value == "352099001761481");
+  CHECK(result.findings[0].source == "pattern");
+  CHECK(result.findings[0].confidence == "medium");
+
+  http_request r = post("");
+  r.target = "/x?imei=490154203237518";
+  const auto named = e.inspect(r);
+  REQUIRE(named.findings.size() == 1);
+  CHECK(named.findings[0].confidence == "high");
+}
+
+TEST_CASE("adjacent IMEIs separated by one character are both found") {
+  const engine e(config::device_profile{}, {});
+  CHECK(e.inspect(post("352099001761481,490154203237518")).findings.size() == 2);
+}
+
+TEST_CASE("a profile IMEI is reported as known, not again as a pattern") {
+  const engine e(profile(), {});
+  const auto result = e.inspect(post("865432101234564"));
+  REQUIRE(result.findings.size() == 1);
+  CHECK(result.findings[0].source == "known");
+}
+
+TEST_CASE("a truncated body is reported as not fully inspected") {
+  const engine e(profile(), {});
+  auto r = post("nothing here");
+  r.body_truncated = true;
+  CHECK(e.inspect(r).incomplete == std::vector<std::string>{"body_truncated"});
+}
+
+TEST_CASE("masking") {
+  CHECK(mask("865432101234564") == "8654*******4564");
+  CHECK(mask("13812345678") == "13*******78");
+  CHECK(mask("abc") == "***");
+}
+
+TEST_CASE("Luhn") {
+  CHECK(luhn_valid("490154203237518"));
+  CHECK_FALSE(luhn_valid("490154203237519"));
+  CHECK_FALSE(luhn_valid("49015420323751x"));
+}
+
+TEST_CASE("percent decoding") {
+  CHECK(percent_decode("%E5%BC%A0+a%2", true) == "张 a%2");
+  CHECK(percent_decode("a+b", false) == "a+b");
+}
