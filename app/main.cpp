@@ -1,0 +1,189 @@
+// The leakscope command: wires config, CA, detectors, proxy and the session writer together.
+
+#include "captures/recorder.hpp"
+#include "certs/ca.hpp"
+#include "config/config.hpp"
+#include "detectors/engine.hpp"
+#include "proxy/server.hpp"
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+namespace {
+
+using namespace leakscope;
+
+constexpr const char* version = "0.1.0";
+
+config::config load(const std::string& path) {
+  if (path.empty()) {
+    // No -c: the default config next to the working directory, else built-in defaults.
+    const std::filesystem::path fallback = "config/leakscope.yaml";
+    if (std::filesystem::exists(fallback)) {
+      return config::load_config(fallback);
+    }
+    return config::default_config(std::filesystem::current_path());
+  }
+  return config::load_config(path);
+}
+
+std::string join(const std::vector<config::cidr>& blocks) {
+  std::string out;
+  for (const auto& b : blocks) {
+    out += (out.empty() ? "" : ", ") + b.text;
+  }
+  return out;
+}
+
+void print_banner(const config::config& cfg, const certs::certificate_authority& ca,
+                  const boost::asio::ip::tcp::endpoint& listen, const std::filesystem::path& session,
+                  std::size_t known_forms) {
+  const auto address = listen.address().to_string();
+  std::cout << "leakscope " << version << "\n"
+            << "Listening on     " << address << ":" << listen.port() << " ("
+            << (cfg.listen.mode == config::listen_mode::explicit_proxy ? "explicit proxy" : "transparent") << ")\n"
+            << "CA certificate   " << ca.cert_file().string() << (ca.created() ? "  (created now, unique to this install)" : "")
+            << "\n"
+            << "CA SHA-256       " << ca.sha256_fingerprint() << "\n"
+            << "Session folder   " << session.string() << "\n"
+            << "Device profile   " << known_forms << " value forms to look for\n"
+            << "\n"
+            << "Point a phone at it:\n";
+  if (listen.address().is_loopback()) {
+    std::cout << "  0. This address is loopback only: a phone cannot reach it. Set listen.address to this\n"
+              << "     machine's Wi-Fi address and add the phone's subnet to clients.allow (now: "
+              << join(cfg.clients.allow) << ").\n";
+  }
+  std::cout << "  1. Phone Wi-Fi settings -> this network -> Proxy: Manual; host " << address << ", port "
+            << listen.port() << ".\n"
+            << "  2. Install the CA: `leakscope ca export --format android` (system store, rooted or emulator)\n"
+            << "     or `--format der` (Android user store, iOS profile; then enable full trust on iOS).\n"
+            << "  3. Check: curl -x http://" << address << ":" << listen.port() << " --cacert "
+            << ca.cert_file().string() << " https://example.com/\n"
+            << "Press Ctrl-C to stop and see the summary.\n"
+            << std::flush;
+}
+
+void print_summary(const captures::session_summary& s, const std::filesystem::path& session) {
+  std::cout << "\nSession " << session.filename().string() << ": " << s.flows << " flows, " << s.leaks << " leaks\n";
+  if (!s.leaks_by_category.empty()) {
+    std::cout << "Leaks by category:\n";
+    for (const auto& [category, n] : s.leaks_by_category) {
+      std::cout << "  " << category << ": " << n << "\n";
+    }
+    std::cout << "Leaks by destination:\n";
+    for (const auto& [host, n] : s.leaks_by_destination) {
+      std::cout << "  " << host << ": " << n << "\n";
+    }
+  }
+  if (s.write_errors > 0) {
+    std::cout << "WARNING: " << s.write_errors << " records could not be written (see the messages above)\n";
+  }
+  std::cout << "Evidence in " << session.string() << "\n" << std::flush;
+}
+
+int run(const std::string& config_path) {
+  const auto cfg = load(config_path);
+  const auto ca = certs::certificate_authority::load_or_create(cfg.ca.dir);
+  const detectors::engine engine(cfg.device, detectors::engine_limits{cfg.limits.max_decoded_body});
+  const auto session = captures::create_session_dir(cfg.capture.dir, std::chrono::system_clock::now());
+  captures::recorder recorder(session);
+  proxy::server server(cfg, ca, engine, recorder);
+  print_banner(cfg, ca, server.local_endpoint(), session, engine.known_form_count());
+
+  boost::asio::signal_set signals(server.io(), SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) {
+      return;
+    }
+    server.stop();
+    signals.async_wait([&](const boost::system::error_code& e2, int) {
+      if (!e2) {
+        server.io().stop();  // a second Ctrl-C: stop now
+      }
+    });
+  });
+  server.run(std::max(1u, std::thread::hardware_concurrency()));
+  recorder.close();
+  print_summary(recorder.summary(), session);
+  return 0;
+}
+
+int ca_export(const std::string& config_path, const std::string& format, const std::string& out) {
+  const auto cfg = load(config_path);
+  const auto ca = certs::certificate_authority::load_or_create(cfg.ca.dir);
+  if (format == "android") {
+    const std::filesystem::path dir = out.empty() ? std::filesystem::current_path() : std::filesystem::path(out);
+    const auto file = dir / ca.android_file_name();
+    std::ofstream f(file, std::ios::binary);
+    f << ca.pem();
+    if (!f.flush()) {
+      std::cerr << "leakscope: cannot write " << file.string() << "\n";
+      return 1;
+    }
+    std::cout << file.string() << "\n"
+              << "Copy it to /system/etc/security/cacerts/ (rooted phone or emulator image), chmod 644, reboot.\n";
+    return 0;
+  }
+  std::string bytes;
+  if (format == "pem") {
+    bytes = ca.pem();
+  } else {
+    const auto der = ca.der();
+    bytes.assign(der.begin(), der.end());
+  }
+  if (out.empty()) {
+    std::cout.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::cout.flush();
+    return 0;
+  }
+  std::ofstream f(out, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!f.flush()) {
+    std::cerr << "leakscope: cannot write " << out << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  CLI::App app{"leakscope: an intercepting TLS proxy that finds personal data leaving a test phone"};
+  app.set_version_flag("--version", version);
+  app.require_subcommand(1);
+  std::string config_path;
+
+  auto* run_cmd = app.add_subcommand("run", "start the proxy and record a session");
+  run_cmd->add_option("-c,--config", config_path, "config file (default: config/leakscope.yaml)");
+
+  auto* ca_cmd = app.add_subcommand("ca", "the local certificate authority");
+  ca_cmd->require_subcommand(1);
+  auto* export_cmd = ca_cmd->add_subcommand("export", "write the CA certificate for installing on a phone");
+  std::string format = "pem";
+  std::string out;
+  export_cmd->add_option("--format", format, "pem, der (iOS profile, Android user store) or android (system store file)")
+      ->check(CLI::IsMember({"pem", "der", "android"}));
+  export_cmd->add_option("-o,--out", out, "output file (pem, der) or folder (android); default stdout / current folder");
+  export_cmd->add_option("-c,--config", config_path, "config file (for ca.dir)");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*run_cmd) {
+      return run(config_path);
+    }
+    if (*export_cmd) {
+      return ca_export(config_path, format, out);
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "leakscope: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,154 @@
+#include "proxy/server.hpp"
+
+#include "proxy/session.hpp"
+#include "proxy/tls_contexts.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <iostream>
+#include <thread>
+
+namespace leakscope::proxy {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+// Enough leaves for every host a phone talks to in a long session, a few MiB at most.
+constexpr std::size_t leaf_cache_capacity = 4096;
+
+net::awaitable<void> accept_loop(services& sv, tcp::acceptor& acceptor) {
+  while (acceptor.is_open()) {
+    boost::system::error_code ec;
+    // Each connection gets its own strand: its coroutines never run on two threads at once.
+    tcp::socket socket = co_await acceptor.async_accept(net::make_strand(acceptor.get_executor()),
+                                                        net::redirect_error(net::use_awaitable, ec));
+    if (ec == net::error::operation_aborted || !acceptor.is_open()) {
+      co_return;
+    }
+    if (ec) {
+      // EMFILE and friends: report and keep serving the connections we have.
+      std::cerr << "leakscope: accept failed: " << ec.message() << "\n";
+      continue;
+    }
+    if (sv.connections.load() >= sv.cfg.limits.max_connections) {
+      std::cerr << "leakscope: refusing a connection: limits.max_connections (" << sv.cfg.limits.max_connections
+                << ") reached\n";
+      socket.close(ec);
+      continue;
+    }
+    ++sv.connections;
+    auto executor = socket.get_executor();
+    auto shared = std::make_shared<tcp::socket>(std::move(socket));
+    std::uint64_t key = 0;
+    {
+      std::lock_guard lock(sv.open_mutex);
+      key = sv.next_open++;
+      // Closing happens on the connection's own strand, where its operations run.
+      std::weak_ptr<tcp::socket> weak = shared;
+      sv.open[key] = [executor, weak] {
+        net::post(executor, [weak] {
+          if (auto s = weak.lock()) {
+            boost::system::error_code ignored;
+            s->shutdown(tcp::socket::shutdown_receive, ignored);
+          }
+        });
+      };
+    }
+    net::co_spawn(
+        executor,
+        [&sv, shared, key]() -> net::awaitable<void> {
+          co_await serve_client(sv, std::move(*shared));
+        },
+        [&sv, key](std::exception_ptr e) {
+          if (e) {
+            try {
+              std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+              std::cerr << "leakscope: connection ended by an internal error: " << ex.what() << "\n";
+            }
+          }
+          std::lock_guard lock(sv.open_mutex);
+          sv.open.erase(key);
+          --sv.connections;
+        });
+  }
+}
+
+}  // namespace
+
+server::server(const config::config& cfg, const certs::certificate_authority& ca, const detectors::engine& detector,
+               captures::recorder& recorder)
+    : client_facing_(make_client_facing_context()),
+      upstream_tls_(make_upstream_context(cfg.upstream)),
+      leaves_(ca, leaf_cache_capacity),
+      acceptor_(io_) {
+  services_ = std::unique_ptr<services>(new services{cfg, leaves_, detector, recorder, client_facing_, upstream_tls_});
+  const tcp::endpoint endpoint(net::ip::make_address(cfg.listen.address), cfg.listen.port);
+  boost::system::error_code ec;
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) {
+    acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    acceptor_.bind(endpoint, ec);
+  }
+  if (!ec) {
+    acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    throw std::runtime_error("cannot listen on " + cfg.listen.address + ":" + std::to_string(cfg.listen.port) + ": " +
+                             ec.message() + " (change listen.port or stop the other program)");
+  }
+  services_->listen_endpoint = acceptor_.local_endpoint();
+}
+
+server::~server() = default;
+
+tcp::endpoint server::local_endpoint() const { return services_->listen_endpoint; }
+
+void server::run(unsigned threads) {
+  net::co_spawn(io_, accept_loop(*services_, acceptor_), net::detached);
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i) {
+    pool.emplace_back([this] { io_.run(); });
+  }
+  io_.run();
+  for (auto& t : pool) {
+    t.join();
+  }
+}
+
+void server::stop(std::chrono::milliseconds grace) {
+  net::post(io_, [this, grace] {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    {
+      std::lock_guard lock(services_->open_mutex);
+      for (auto& [key, close] : services_->open) {
+        close();
+      }
+    }
+    // Sessions end as their sockets close and record their flows; whatever still waits on a
+    // slow origin after `grace` is cut off so Ctrl-C never hangs.
+    net::co_spawn(
+        io_,
+        [this, grace]() -> net::awaitable<void> {
+          net::steady_timer tick(io_);
+          const auto deadline = std::chrono::steady_clock::now() + grace;
+          while (services_->connections.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+            tick.expires_after(std::chrono::milliseconds(20));
+            co_await tick.async_wait(net::use_awaitable);
+          }
+          io_.stop();
+        },
+        net::detached);
+  });
+}
+
+}  // namespace leakscope::proxy

@@ -1,0 +1,86 @@
+#pragma once
+// The listener and what every session shares. Only proxy/ touches sockets.
+
+#include "captures/recorder.hpp"
+#include "certs/leaf.hpp"
+#include "config/config.hpp"
+#include "detectors/engine.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+namespace leakscope::proxy {
+
+// Session time: wall clock for records, steady clock for durations.
+struct session_clock {
+  std::chrono::system_clock::time_point wall_start = std::chrono::system_clock::now();
+  std::chrono::steady_clock::time_point steady_start = std::chrono::steady_clock::now();
+};
+
+// Hosts whose clients refused our certificate; with tls.auto_passthrough they are tunnelled.
+class rejected_hosts {
+ public:
+  void add(const std::string& host);
+  bool contains(const std::string& host) const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::set<std::string> hosts_;
+};
+
+// Everything a session needs, shared by all of them. Each member is thread-safe or immutable.
+struct services {
+  const config::config& cfg;
+  certs::leaf_cache& leaves;
+  const detectors::engine& detector;
+  captures::recorder& recorder;
+  boost::asio::ssl::context& client_facing;
+  boost::asio::ssl::context& upstream_tls;
+  session_clock clock;
+  rejected_hosts rejected;
+  boost::asio::ip::tcp::endpoint listen_endpoint;
+  std::atomic<std::uint64_t> next_flow{1};
+  std::atomic<std::uint64_t> next_leak{1};
+  std::atomic<unsigned> connections{0};
+
+  // Open client connections, so stop() can close them and let their flows be recorded.
+  std::mutex open_mutex;
+  std::map<std::uint64_t, std::function<void()>> open;
+  std::uint64_t next_open = 1;
+};
+
+class server {
+ public:
+  // Binds the listener; throws std::runtime_error naming the address when it cannot.
+  server(const config::config& cfg, const certs::certificate_authority& ca, const detectors::engine& detector,
+         captures::recorder& recorder);
+  ~server();
+
+  boost::asio::ip::tcp::endpoint local_endpoint() const;
+  // Serves on `threads` threads until stop(); returns when every session has ended.
+  void run(unsigned threads);
+  // Thread-safe: stops accepting, closes every open connection, and makes run() return once
+  // they have ended or `grace` has passed.
+  void stop(std::chrono::milliseconds grace = std::chrono::seconds(2));
+  boost::asio::io_context& io() { return io_; }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::ssl::context client_facing_;
+  boost::asio::ssl::context upstream_tls_;
+  certs::leaf_cache leaves_;
+  std::unique_ptr<services> services_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+};
+
+}  // namespace leakscope::proxy

@@ -1,0 +1,884 @@
+#include "proxy/session.hpp"
+
+#include "detectors/attribution.hpp"
+#include "proxy/client_hello.hpp"
+#include "proxy/http1_codec.hpp"
+#include "proxy/upstream.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <iostream>
+
+namespace leakscope::proxy {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace ssl = net::ssl;
+using tcp = net::ip::tcp;
+using net::awaitable;
+using error_code = boost::system::error_code;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::size_t read_chunk = 64 * 1024;
+inline auto use_ec(error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
+
+double ms_since(steady::time_point t) {
+  return std::chrono::duration<double, std::milli>(steady::now() - t).count();
+}
+
+std::string endpoint_text(const tcp::endpoint& e) {
+  const auto a = e.address();
+  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(e.port());
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+// Appends what the peer sends next to `buf`, under `timeout`.
+template <class Stream>
+awaitable<error_code> read_more(Stream& s, std::string& buf, std::chrono::milliseconds timeout) {
+  beast::get_lowest_layer(s).expires_after(timeout);
+  const std::size_t old = buf.size();
+  buf.resize(old + read_chunk);
+  error_code ec;
+  const std::size_t n = co_await s.async_read_some(net::buffer(buf.data() + old, read_chunk), use_ec(ec));
+  buf.resize(old + n);
+  if (!ec && n == 0) {
+    ec = net::error::eof;
+  }
+  co_return ec;
+}
+
+template <class Stream>
+awaitable<error_code> write_all(Stream& s, std::string_view data, std::chrono::milliseconds timeout) {
+  beast::get_lowest_layer(s).expires_after(timeout);
+  error_code ec;
+  co_await net::async_write(s, net::buffer(data.data(), data.size()), use_ec(ec));
+  co_return ec;
+}
+
+std::string error_response(int status, const captures::typed_error& error) {
+  static const std::map<int, const char*> reasons = {{400, "Bad Request"},         {403, "Forbidden"},
+                                                     {431, "Request Header Fields Too Large"},
+                                                     {502, "Bad Gateway"},         {504, "Gateway Timeout"}};
+  const auto it = reasons.find(status);
+  const std::string body = "leakscope: " + error.detail + "\n";
+  return "HTTP/1.1 " + std::to_string(status) + " " + (it != reasons.end() ? it->second : "Error") +
+         "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\nConnection: close\r\nX-Leakscope-Error: " + error.type + "\r\n\r\n" + body;
+}
+
+// What a session knows about its connection, copied into each flow record.
+struct connection {
+  std::string client;
+  captures::destination dest;
+  std::string sni;
+  std::string kind;  // "https" or "http" (inside a tunnel or absolute-form)
+  std::optional<double> handshake_ms;
+  unsigned exchanges = 0;
+};
+
+captures::flow_record new_flow(services& sv, const connection& conn) {
+  captures::flow_record f;
+  f.id = sv.next_flow++;
+  f.client = conn.client;
+  f.dest = conn.dest;
+  f.sni = conn.sni;
+  f.kind = conn.kind;
+  f.start = std::chrono::system_clock::now();
+  return f;
+}
+
+void record_connection_error(services& sv, const connection& conn, steady::time_point started,
+                             captures::typed_error error, const std::string& kind = "connection") {
+  auto f = new_flow(sv, conn);
+  f.kind = kind;
+  f.tls_handshake_ms = conn.handshake_ms;
+  f.total_ms = ms_since(started);
+  f.error = std::move(error);
+  sv.recorder.write(f);
+}
+
+// Origin-form target of an absolute-form request: "http://h:8080/a?b" -> "/a?b".
+struct absolute_url {
+  std::string scheme, host, origin_form;
+  std::uint16_t port = 80;
+};
+
+std::optional<std::uint16_t> parse_port(std::string_view s) {
+  if (s.empty() || s.size() > 5 || !std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    return std::nullopt;
+  }
+  const unsigned long v = std::stoul(std::string(s));
+  if (v == 0 || v > 65535) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint16_t>(v);
+}
+
+// "host:port", "[v6]:port"; host names limited to the characters DNS and IP literals use.
+std::optional<std::pair<std::string, std::uint16_t>> parse_authority(std::string_view a, std::uint16_t default_port) {
+  std::string host;
+  std::optional<std::uint16_t> port = default_port;
+  if (!a.empty() && a.front() == '[') {
+    const auto close = a.find(']');
+    if (close == std::string_view::npos) {
+      return std::nullopt;
+    }
+    host = std::string(a.substr(1, close - 1));
+    const auto rest = a.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') {
+        return std::nullopt;
+      }
+      port = parse_port(rest.substr(1));
+    }
+    if (!is_ip_literal(host)) {
+      return std::nullopt;
+    }
+  } else {
+    const auto colon = a.rfind(':');
+    host = std::string(a.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port = parse_port(a.substr(colon + 1));
+    }
+    if (host.empty() || host.size() > 253 ||
+        !std::all_of(host.begin(), host.end(), [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '.' || c == '_'; })) {
+      return std::nullopt;
+    }
+  }
+  if (!port) {
+    return std::nullopt;
+  }
+  if (host.size() > 1 && host.back() == '.') {
+    host.pop_back();  // "example.com." is example.com
+  }
+  return std::make_pair(lower(host), *port);
+}
+
+std::optional<absolute_url> parse_absolute(const std::string& target) {
+  const auto sep = target.find("://");
+  if (sep == std::string::npos) {
+    return std::nullopt;
+  }
+  absolute_url u;
+  u.scheme = lower(target.substr(0, sep));
+  if (u.scheme != "http") {
+    return std::nullopt;
+  }
+  const auto path_start = target.find_first_of("/?", sep + 3);
+  const auto authority = std::string_view(target).substr(sep + 3, path_start == std::string::npos ? std::string::npos : path_start - sep - 3);
+  if (authority.find('@') != std::string_view::npos) {
+    return std::nullopt;  // userinfo in a proxy request is a classic confusion vector
+  }
+  const auto hp = parse_authority(authority, 80);
+  if (!hp) {
+    return std::nullopt;
+  }
+  u.host = hp->first;
+  u.port = hp->second;
+  u.origin_form = path_start == std::string::npos ? "/" : target.substr(path_start);
+  if (u.origin_form.front() == '?') {
+    u.origin_form = "/" + u.origin_form;
+  }
+  return u;
+}
+
+// The head sent upstream for an absolute-form request: origin-form target, hop-by-hop proxy
+// headers dropped (RFC 9112 §3.2.2; Proxy-Connection is a pre-standard relic).
+std::string origin_form_head(const http1::message_head& head, const std::string& origin_form) {
+  std::string out = head.method + " " + origin_form + " HTTP/" + std::to_string(head.version_major) + "." +
+                    std::to_string(head.version_minor) + "\r\n";
+  for (const auto& h : head.headers) {
+    const auto name = lower(h.name);
+    if (name == "proxy-connection" || name == "proxy-authorization") {
+      continue;
+    }
+    out += h.name + ": " + h.value + "\r\n";
+  }
+  out += "\r\n";
+  return out;
+}
+
+void record_leaks(services& sv, const connection& conn, captures::flow_record& flow, const http1::parser& req,
+                  const std::string& origin_form) {
+  detectors::http_request request;
+  const auto& head = req.head();
+  request.method = head.method;
+  request.scheme = conn.dest.scheme;
+  request.host = conn.dest.host;
+  request.target = origin_form;
+  for (const auto& h : head.headers) {
+    request.headers.push_back({h.name, h.value});
+  }
+  request.body = req.body();
+  request.body_truncated = req.body_truncated();
+  const auto result = sv.detector.inspect(request);
+  flow.incomplete = result.incomplete;
+  flow.request_truncated = request.body_truncated;
+  const auto now = std::chrono::system_clock::now();
+  const auto party = detectors::party_of(conn.dest.host, sv.cfg.app.first_party);
+  const auto q = origin_form.find('?');
+  for (const auto& f : result.findings) {
+    captures::leak_record leak;
+    leak.id = sv.next_leak++;
+    leak.ts = now;
+    leak.t_session_ms = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - sv.clock.steady_start).count();
+    leak.flow = flow.id;
+    leak.client = conn.client;
+    leak.dest = conn.dest;
+    leak.party = party;
+    leak.category = f.category;
+    leak.source = f.source;
+    leak.confidence = f.confidence;
+    leak.where = f.where;
+    leak.encoding = f.encoding;
+    leak.value = detectors::mask(f.value);
+    leak.method = head.method;
+    leak.path = origin_form.substr(0, q);
+    sv.recorder.write(leak);
+    ++flow.leaks;
+  }
+}
+
+enum class head_read { ok, closed, timeout, invalid };
+
+// Reads until the parser has a complete request head. `closed` means the client went away
+// cleanly between requests.
+template <class Client>
+awaitable<head_read> read_request_head(services& sv, Client& client, std::string& cbuf, http1::parser& req) {
+  const auto& t = sv.cfg.limits.timeouts;
+  bool started = false;
+  while (true) {
+    if (!cbuf.empty()) {
+      started = true;
+      const auto r = req.feed(cbuf);
+      cbuf.erase(0, r.consumed);
+      if (r.error != http1::codec_error::none) {
+        co_return head_read::invalid;
+      }
+      if (r.head_complete) {
+        co_return head_read::ok;
+      }
+    }
+    const auto ec = co_await read_more(client, cbuf, started ? t.headers : t.idle);
+    if (ec) {
+      if (ec == beast::error::timeout) {
+        co_return started ? head_read::timeout : head_read::closed;
+      }
+      co_return started || !cbuf.empty() ? head_read::invalid : head_read::closed;
+    }
+  }
+}
+
+struct exchange_outcome {
+  bool reuse = false;     // both sides keep the connection open
+  bool upgraded = false;  // 101: the rest of the connection was relayed raw
+};
+
+// Copies bytes both ways until either side closes or goes idle. Used for passthrough tunnels
+// and after 101 Switching Protocols.
+template <class A, class B>
+awaitable<std::pair<std::uint64_t, std::uint64_t>> relay_raw(services& sv, A& a, B& b) {
+  auto executor = co_await net::this_coro::executor;
+  std::uint64_t a_to_b = 0, b_to_a = 0;
+  bool other_done = false;
+  net::steady_timer done(executor, steady::time_point::max());
+  const auto idle = sv.cfg.limits.timeouts.idle;
+  auto pump = [&idle](auto& from, auto& to, std::uint64_t& count) -> awaitable<void> {
+    std::string buf;
+    while (true) {
+      buf.clear();
+      if (co_await read_more(from, buf, idle)) {
+        break;
+      }
+      count += buf.size();
+      if (co_await write_all(to, buf, idle)) {
+        break;
+      }
+    }
+    beast::get_lowest_layer(from).socket().close();
+    beast::get_lowest_layer(to).socket().close();
+  };
+  // Both pumps run on this connection's strand; the spawned one signals through `done`.
+  net::co_spawn(
+      executor,
+      [&]() -> awaitable<void> {
+        co_await pump(b, a, b_to_a);
+        other_done = true;
+        done.cancel();
+      },
+      net::detached);
+  co_await pump(a, b, a_to_b);
+  while (!other_done) {
+    error_code ec;
+    co_await done.async_wait(use_ec(ec));
+  }
+  co_return std::make_pair(a_to_b, b_to_a);
+}
+
+// Relays one exchange whose request head is already parsed: the head (as `head_out`), the
+// request body as it arrives, then the response(s) back. Records leaks and the flow.
+template <class Client, class Upstream>
+awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Client& client, std::string& cbuf,
+                                           http1::parser& req, Upstream& upstream, std::string& ubuf,
+                                           http1::parser& res, const std::string& head_out,
+                                           const std::string& origin_form) {
+  const auto& t = sv.cfg.limits.timeouts;
+  const auto started = steady::now();
+  auto flow = new_flow(sv, conn);
+  flow.method = req.head().method;
+  const bool default_port = (conn.dest.scheme == "https" && conn.dest.port == 443) ||
+                            (conn.dest.scheme == "http" && conn.dest.port == 80);
+  flow.url = conn.dest.scheme + "://" + conn.dest.host + (default_port ? "" : ":" + std::to_string(conn.dest.port)) + origin_form;
+  if (conn.exchanges++ == 0) {
+    flow.tls_handshake_ms = conn.handshake_ms;
+  }
+  exchange_outcome outcome;
+  auto finish = [&](std::optional<captures::typed_error> error, bool complete) {
+    flow.complete = complete;
+    flow.error = std::move(error);
+    flow.total_ms = ms_since(started);
+    sv.recorder.write(flow);
+  };
+
+  // Request: head, then body bytes exactly as the client framed them.
+  if (co_await write_all(upstream, head_out, t.idle)) {
+    finish(captures::typed_error{"upstream_write_failed", "the server closed before the request was sent"}, false);
+    co_return outcome;
+  }
+  flow.bytes_up += head_out.size();
+  bool request_done = false;
+  while (!request_done) {
+    const auto r = req.feed(cbuf);
+    if (r.consumed > 0) {
+      if (co_await write_all(upstream, std::string_view(cbuf).substr(0, r.consumed), t.idle)) {
+        cbuf.erase(0, r.consumed);
+        record_leaks(sv, conn, flow, req, origin_form);
+        finish(captures::typed_error{"upstream_write_failed", "the server closed while the request body was sent"}, false);
+        co_return outcome;
+      }
+      flow.bytes_up += r.consumed;
+      cbuf.erase(0, r.consumed);
+    }
+    if (r.error != http1::codec_error::none) {
+      record_leaks(sv, conn, flow, req, origin_form);
+      finish(captures::typed_error{"client_bad_body", req.error_name() + ": " + req.error_reason()}, false);
+      co_return outcome;
+    }
+    if (r.message_complete) {
+      request_done = true;
+      break;
+    }
+    if (r.consumed == 0 || cbuf.empty()) {
+      if (const auto ec = co_await read_more(client, cbuf, t.idle)) {
+        record_leaks(sv, conn, flow, req, origin_form);
+        finish(captures::typed_error{ec == beast::error::timeout ? "client_timeout" : "client_closed",
+                                     "the client stopped in the middle of the request body"},
+               false);
+        co_return outcome;
+      }
+    }
+  }
+  record_leaks(sv, conn, flow, req, origin_form);
+  const bool request_keep_alive = req.keep_alive();
+
+  // Response: interim 1xx answers are relayed and the final one awaited.
+  const auto sent = steady::now();
+  res.expect_response_to(req.head().method);
+  bool in_head = true;
+  bool any_byte = !ubuf.empty();
+  bool forwarded = false;
+  if (any_byte) {
+    flow.ttfb_ms = 0;
+  }
+  while (true) {
+    if (!ubuf.empty()) {
+      const auto r = res.feed(ubuf);
+      if (r.head_complete) {
+        const auto& raw = res.head().raw;
+        if (co_await write_all(client, raw, t.idle)) {
+          finish(captures::typed_error{"client_closed", "the client closed before the response was relayed"}, false);
+          co_return outcome;
+        }
+        forwarded = true;
+        flow.bytes_down += raw.size();
+        flow.status = res.head().status;
+        in_head = false;
+        if (r.upgrade) {
+          ubuf.erase(0, r.consumed);
+          if (!ubuf.empty() && co_await write_all(client, ubuf, t.idle)) {
+            finish(std::nullopt, false);
+            co_return outcome;
+          }
+          flow.bytes_down += ubuf.size();
+          ubuf.clear();
+          finish(std::nullopt, true);
+          const auto counts = co_await relay_raw(sv, client, upstream);
+          (void)counts;
+          outcome.upgraded = true;
+          co_return outcome;
+        }
+      } else if (!in_head && r.consumed > 0) {
+        if (co_await write_all(client, std::string_view(ubuf).substr(0, r.consumed), t.idle)) {
+          finish(captures::typed_error{"client_closed", "the client closed in the middle of the response"}, false);
+          co_return outcome;
+        }
+        flow.bytes_down += r.consumed;
+      }
+      ubuf.erase(0, r.consumed);
+      if (r.error != http1::codec_error::none) {
+        captures::typed_error error{"upstream_bad_response", res.error_name() + ": " + res.error_reason()};
+        if (!forwarded) {
+          const auto reply = error_response(502, error);
+          co_await write_all(client, reply, t.idle);
+          flow.status = 502;
+          flow.bytes_down += reply.size();
+        }
+        finish(error, false);
+        co_return outcome;
+      }
+      if (r.message_complete) {
+        const int status = res.head().status;
+        if (status >= 100 && status < 200) {
+          in_head = true;  // interim: the final response follows
+          continue;
+        }
+        // Bytes after a complete response that nobody asked for mean the framing is not what
+        // both sides think: close rather than relay a desynchronised stream.
+        outcome.reuse = request_keep_alive && res.keep_alive() && ubuf.empty();
+        finish(std::nullopt, true);
+        co_return outcome;
+      }
+      if (r.consumed > 0 && !ubuf.empty()) {
+        continue;
+      }
+    }
+    const auto ec = co_await read_more(upstream, ubuf, any_byte ? t.idle : t.upstream_response);
+    if (!any_byte && !ubuf.empty()) {
+      any_byte = true;
+      flow.ttfb_ms = ms_since(sent);
+    }
+    if (ec) {
+      if (!ubuf.empty()) {
+        continue;  // parse what arrived with the close first
+      }
+      if (ec == beast::error::timeout && !forwarded) {
+        captures::typed_error error{"upstream_timeout", "no response within limits.timeouts.upstream_response"};
+        const auto reply = error_response(504, error);
+        co_await write_all(client, reply, t.idle);
+        flow.status = 504;
+        finish(error, false);
+        co_return outcome;
+      }
+      const auto r = res.finish();
+      if (r.message_complete) {
+        // A close-delimited body ends here; so does the connection.
+        finish(std::nullopt, true);
+        co_return outcome;
+      }
+      captures::typed_error error{"upstream_closed", "the server closed before the response was complete"};
+      if (!forwarded) {
+        const auto reply = error_response(502, error);
+        co_await write_all(client, reply, t.idle);
+        flow.status = 502;
+      }
+      finish(error, false);
+      co_return outcome;
+    }
+  }
+}
+
+// Answers a request the proxy cannot forward, after reading its head, and records it.
+template <class Client>
+awaitable<void> refuse_request(services& sv, connection& conn, Client& client, const http1::parser& req,
+                               int status, const captures::typed_error& error, const std::string& target) {
+  auto flow = new_flow(sv, conn);
+  flow.method = req.head().method;
+  flow.url = target;
+  flow.status = status;
+  if (conn.exchanges++ == 0) {
+    flow.tls_handshake_ms = conn.handshake_ms;
+  }
+  const auto reply = error_response(status, error);
+  co_await write_all(client, reply, sv.cfg.limits.timeouts.idle);
+  flow.bytes_down = reply.size();
+  flow.error = error;
+  sv.recorder.write(flow);
+}
+
+template <class Client>
+awaitable<void> refuse_bad_head(services& sv, connection& conn, Client& client, const http1::parser& req) {
+  const bool too_large = req.error() == http1::codec_error::header_too_large ||
+                         req.error() == http1::codec_error::too_many_headers;
+  const captures::typed_error error{too_large ? "request_header_too_large" : "client_bad_request",
+                                    req.error_name() + ": " + req.error_reason()};
+  co_await refuse_request(sv, conn, client, req, too_large ? 431 : 400, error, "");
+}
+
+// Serves HTTP/1.1 exchanges on a connection whose destination is fixed (a CONNECT tunnel).
+// `upstream` is null when dialling failed: every request then gets `failure`.
+template <class Client, class Upstream>
+awaitable<unsigned> serve_tunnel_http(services& sv, connection& conn, Client& client, std::string& cbuf,
+                                      Upstream* upstream, const std::optional<upstream_failure>& failure) {
+  http1::codec_limits limits{sv.cfg.limits.max_header_bytes, sv.cfg.limits.max_headers};
+  http1::parser req(http1::message_kind::request, limits);
+  http1::parser res(http1::message_kind::response, limits);
+  req.set_body_cap(sv.cfg.capture.max_inspect_body);
+  std::string ubuf;
+  unsigned served = 0;
+  while (true) {
+    const auto state = co_await read_request_head(sv, client, cbuf, req);
+    if (state == head_read::closed || state == head_read::timeout) {
+      co_return served;
+    }
+    if (state == head_read::invalid) {
+      co_await refuse_bad_head(sv, conn, client, req);
+      co_return served + 1;
+    }
+    ++served;
+    const auto& target = req.head().target;
+    if (target.empty() || target.front() != '/') {
+      if (target != "*") {
+        co_await refuse_request(sv, conn, client, req, 400,
+                                {"client_bad_request", "request target inside a tunnel must be origin-form"}, target);
+        co_return served;
+      }
+    }
+    if (upstream == nullptr) {
+      co_await refuse_request(sv, conn, client, req, failure->status, failure->error,
+                              conn.dest.scheme + "://" + conn.dest.host + target);
+      co_return served;
+    }
+    const auto outcome = co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, res,
+                                                 req.head().raw, target);
+    if (!outcome.reuse) {
+      co_return served;
+    }
+  }
+}
+
+// Serves absolute-form plain-HTTP requests; the upstream follows each request's host.
+awaitable<void> serve_plain_http(services& sv, connection& conn, beast::tcp_stream& client, std::string& cbuf,
+                                 http1::parser& req) {
+  http1::codec_limits limits{sv.cfg.limits.max_header_bytes, sv.cfg.limits.max_headers};
+  std::optional<beast::tcp_stream> upstream;
+  std::unique_ptr<http1::parser> res;
+  std::string ubuf;
+  std::string current;  // host:port of `upstream`
+  bool first = true;
+  while (true) {
+    if (!first) {
+      const auto state = co_await read_request_head(sv, client, cbuf, req);
+      if (state == head_read::closed || state == head_read::timeout) {
+        co_return;
+      }
+      if (state == head_read::invalid) {
+        co_await refuse_bad_head(sv, conn, client, req);
+        co_return;
+      }
+    }
+    first = false;
+    const auto url = parse_absolute(req.head().target);
+    if (!url) {
+      co_await refuse_request(sv, conn, client, req, 400,
+                              {"client_bad_request", "a proxy request needs an absolute http:// URL or CONNECT"},
+                              req.head().target);
+      co_return;
+    }
+    conn.dest = {url->host, "", url->port, "http"};
+    conn.kind = "http";
+    const std::string key = url->host + ":" + std::to_string(url->port);
+    if (!upstream || key != current) {
+      upstream.reset();
+      ubuf.clear();
+      auto dialled = co_await dial(sv, url->host, url->port);
+      if (dialled.failure) {
+        co_await refuse_request(sv, conn, client, req, dialled.failure->status, dialled.failure->error,
+                                req.head().target);
+        co_return;
+      }
+      upstream.emplace(std::move(*dialled.stream));
+      current = key;
+      conn.dest.ip = dialled.remote.address().to_string();
+      res = std::make_unique<http1::parser>(http1::message_kind::response, limits);
+    } else {
+      conn.dest.ip = upstream->socket().remote_endpoint().address().to_string();
+    }
+    const auto outcome = co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, *res,
+                                                 origin_form_head(req.head(), url->origin_form), url->origin_form);
+    if (!outcome.reuse) {
+      co_return;
+    }
+  }
+}
+
+bool matches_pattern(const std::string& host, const std::string& pattern) {
+  if (pattern.rfind("*.", 0) == 0) {
+    const auto suffix = pattern.substr(1);  // ".example.com"
+    return host.size() > suffix.size() && host.compare(host.size() - suffix.size(), suffix.size(), suffix) == 0;
+  }
+  return host == pattern;
+}
+
+// How the phone refused our certificate, or nullopt when the failure was something else.
+std::optional<std::string> client_rejection(const error_code& ec) {
+  if (ec.category() == ssl::error::get_stream_category() && ec == ssl::error::stream_truncated) {
+    return "the client closed the connection during the handshake";
+  }
+  if (ec == net::error::eof || ec == net::error::connection_reset) {
+    return "the client closed the connection during the handshake";
+  }
+  if (ec.category() == net::error::get_ssl_category()) {
+    switch (ERR_GET_REASON(static_cast<unsigned long>(ec.value()))) {
+      case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+        return "the client aborted the handshake with alert unknown_ca";
+      case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+        return "the client aborted the handshake with alert bad_certificate";
+      case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+        return "the client aborted the handshake with alert certificate_unknown";
+      default:
+        break;
+    }
+  }
+  return std::nullopt;
+}
+
+awaitable<void> passthrough(services& sv, connection& conn, beast::tcp_stream& client, std::string& cbuf,
+                            steady::time_point started, const std::string& why) {
+  auto flow = new_flow(sv, conn);
+  flow.kind = "passthrough";
+  flow.dest.scheme = "tls";
+  auto dialled = co_await dial(sv, conn.dest.host, conn.dest.port);
+  if (dialled.failure) {
+    flow.error = dialled.failure->error;
+    flow.complete = false;
+    flow.total_ms = ms_since(started);
+    sv.recorder.write(flow);
+    co_return;
+  }
+  flow.dest.ip = dialled.remote.address().to_string();
+  auto& upstream = *dialled.stream;
+  if (co_await write_all(upstream, cbuf, sv.cfg.limits.timeouts.idle)) {
+    flow.complete = false;
+  }
+  const auto sent_early = cbuf.size();
+  cbuf.clear();
+  const auto [up, down] = co_await relay_raw(sv, client, upstream);
+  flow.bytes_up = up + sent_early;
+  flow.bytes_down = down;
+  flow.total_ms = ms_since(started);
+  flow.url = why;  // the reason it was not intercepted, for the reader of flows.jsonl
+  sv.recorder.write(flow);
+}
+
+// After CONNECT: peek the ClientHello, then intercept, pass through, or serve plain HTTP.
+awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream client, std::string cbuf) {
+  const auto& t = sv.cfg.limits.timeouts;
+  const auto started = steady::now();
+  hello_result hello;
+  while (true) {
+    hello = parse_client_hello(cbuf);
+    if (hello.status != hello_status::need_more) {
+      break;
+    }
+    if (const auto ec = co_await read_more(client, cbuf, t.handshake)) {
+      if (!cbuf.empty() || ec == beast::error::timeout) {
+        record_connection_error(sv, conn, started,
+                                {"client_hello_incomplete", "the client sent part of a ClientHello and then " +
+                                                                std::string(ec == beast::error::timeout ? "stalled" : "closed")});
+      }
+      co_return;
+    }
+  }
+  if (hello.status == hello_status::malformed) {
+    record_connection_error(sv, conn, started, {"client_hello_malformed", hello.reason});
+    co_return;
+  }
+  if (hello.status == hello_status::not_tls) {
+    // Plain HTTP through CONNECT (e.g. to port 80): inspect it the same way.
+    conn.kind = "http";
+    conn.dest.scheme = "http";
+    auto dialled = co_await dial(sv, conn.dest.host, conn.dest.port);
+    if (dialled.stream) {
+      conn.dest.ip = dialled.remote.address().to_string();
+      co_await serve_tunnel_http(sv, conn, client, cbuf, &*dialled.stream, dialled.failure);
+    } else {
+      co_await serve_tunnel_http<beast::tcp_stream, beast::tcp_stream>(sv, conn, client, cbuf, nullptr, dialled.failure);
+    }
+    co_return;
+  }
+
+  conn.sni = lower(hello.hello.sni);
+  if (conn.sni.size() > 1 && conn.sni.back() == '.') {
+    conn.sni.pop_back();
+  }
+  const std::string name = conn.sni.empty() ? conn.dest.host : conn.sni;
+  for (const auto& pattern : sv.cfg.tls.passthrough) {
+    if (matches_pattern(name, pattern) || matches_pattern(conn.dest.host, pattern)) {
+      co_await passthrough(sv, conn, client, cbuf, started, "tls.passthrough: " + pattern);
+      co_return;
+    }
+  }
+  if (sv.cfg.tls.auto_passthrough && sv.rejected.contains(name)) {
+    co_await passthrough(sv, conn, client, cbuf, started, "tls.auto_passthrough: the client rejected our certificate earlier");
+    co_return;
+  }
+
+  // Dial and verify the origin first: its failure is told to the phone as a 502 over TLS.
+  std::optional<tls_stream> upstream;
+  std::optional<upstream_failure> failure;
+  auto dialled = co_await dial(sv, conn.dest.host, conn.dest.port);
+  if (dialled.failure) {
+    failure = dialled.failure;
+  } else {
+    conn.dest.ip = dialled.remote.address().to_string();
+    upstream.emplace(std::move(*dialled.stream), sv.upstream_tls);
+    failure = co_await upstream_handshake(sv, *upstream, name);
+    if (failure) {
+      upstream.reset();
+    }
+  }
+
+  const auto leaf = sv.leaves.get(name);
+  if (!leaf) {
+    record_connection_error(sv, conn, started, {"client_hello_malformed", "SNI \"" + conn.sni + "\" is not a host name"});
+    co_return;
+  }
+  tls_stream phone(std::move(client), sv.client_facing);
+  SSL_use_certificate(phone.native_handle(), leaf->cert.get());
+  SSL_use_PrivateKey(phone.native_handle(), leaf->key.get());
+  beast::get_lowest_layer(phone).expires_after(t.handshake);
+  const auto handshake_started = steady::now();
+  error_code ec;
+  co_await phone.async_handshake(ssl::stream_base::server, net::buffer(cbuf), use_ec(ec));
+  cbuf.clear();
+  if (ec) {
+    if (const auto why = client_rejection(ec)) {
+      sv.rejected.add(name);
+      record_connection_error(sv, conn, started, {"tls_client_rejected", *why + " (pinning suspected)"});
+    } else if (ec == beast::error::timeout) {
+      record_connection_error(sv, conn, started, {"client_tls_timeout", "TLS handshake with the client timed out"});
+    } else {
+      record_connection_error(sv, conn, started, {"client_tls_failed", "TLS handshake with the client failed: " + ec.message()});
+    }
+    co_return;
+  }
+  conn.handshake_ms = ms_since(handshake_started);
+  conn.kind = "https";
+  const unsigned served = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &*upstream : nullptr, failure);
+  if (served == 0) {
+    // OkHttp's CertificatePinner checks after the handshake and closes without a request.
+    sv.rejected.add(name);
+    record_connection_error(sv, conn, started,
+                            {"tls_client_rejected",
+                             "the client completed the handshake and closed without sending a request (pinning suspected)"});
+    co_return;
+  }
+  // Best-effort close_notify; the phone may already be gone.
+  beast::get_lowest_layer(phone).expires_after(std::chrono::seconds(1));
+  co_await phone.async_shutdown(use_ec(ec));
+}
+
+bool client_allowed(const services& sv, const tcp::endpoint& remote) {
+  auto address = remote.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
+  }
+  std::vector<std::uint8_t> bytes;
+  if (address.is_v4()) {
+    const auto b = address.to_v4().to_bytes();
+    bytes.assign(b.begin(), b.end());
+  } else {
+    const auto b = address.to_v6().to_bytes();
+    bytes.assign(b.begin(), b.end());
+  }
+  return std::any_of(sv.cfg.clients.allow.begin(), sv.cfg.clients.allow.end(),
+                     [&](const config::cidr& c) { return c.contains(bytes); });
+}
+
+}  // namespace
+
+void rejected_hosts::add(const std::string& host) {
+  std::lock_guard lock(mutex_);
+  hosts_.insert(host);
+}
+
+bool rejected_hosts::contains(const std::string& host) const {
+  std::lock_guard lock(mutex_);
+  return hosts_.count(host) != 0;
+}
+
+awaitable<void> serve_client(services& sv, tcp::socket socket) {
+  const auto started = steady::now();
+  error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  if (ec) {
+    co_return;
+  }
+  connection conn;
+  conn.client = endpoint_text(remote);
+  if (!client_allowed(sv, remote)) {
+    std::cerr << "leakscope: refused " << conn.client << ": not in clients.allow\n";
+    record_connection_error(sv, conn, started, {"client_not_allowed", conn.client + " is not in clients.allow"});
+    socket.close(ec);
+    co_return;
+  }
+  socket.set_option(tcp::no_delay(true), ec);
+  beast::tcp_stream client(std::move(socket));
+
+  http1::codec_limits limits{sv.cfg.limits.max_header_bytes, sv.cfg.limits.max_headers};
+  http1::parser req(http1::message_kind::request, limits);
+  req.set_body_cap(sv.cfg.capture.max_inspect_body);
+  std::string cbuf;
+  const auto state = co_await read_request_head(sv, client, cbuf, req);
+  if (state == head_read::closed || state == head_read::timeout) {
+    co_return;
+  }
+  if (state == head_read::invalid) {
+    co_await refuse_bad_head(sv, conn, client, req);
+    co_return;
+  }
+  if (req.head().method == "CONNECT") {
+    const auto authority = parse_authority(req.head().target, 0);
+    if (!authority || authority->second == 0) {
+      co_await refuse_request(sv, conn, client, req, 400,
+                              {"client_bad_request", "CONNECT needs host:port (got \"" + req.head().target + "\")"},
+                              req.head().target);
+      co_return;
+    }
+    conn.dest = {authority->first, "", authority->second, "https"};
+    const auto& up = sv.cfg.upstream;
+    if (up.allow_ports && std::find(up.allow_ports->begin(), up.allow_ports->end(), authority->second) == up.allow_ports->end()) {
+      co_await refuse_request(sv, conn, client, req, 403,
+                              {"port_not_allowed", "port " + std::to_string(authority->second) + " is not in upstream.allow_ports"},
+                              req.head().target);
+      co_return;
+    }
+    static const std::string established = "HTTP/1.1 200 Connection established\r\n\r\n";
+    if (co_await write_all(client, established, sv.cfg.limits.timeouts.idle)) {
+      co_return;
+    }
+    // Whatever followed the CONNECT head in the same read is the start of the tunnel.
+    co_await serve_tunnel(sv, conn, std::move(client), std::move(cbuf));
+    co_return;
+  }
+  co_await serve_plain_http(sv, conn, client, cbuf, req);
+}
+
+}  // namespace leakscope::proxy
