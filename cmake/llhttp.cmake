@@ -9,3 +9,6 @@ add_library(llhttp STATIC
 target_include_directories(llhttp SYSTEM PUBLIC ${LLHTTP_INCLUDE_DIR})
 set_target_properties(llhttp PROPERTIES C_STANDARD 99 POSITION_INDEPENDENT_CODE ON)
 target_compile_options(llhttp PRIVATE -w)
+# Strict mode rejects what the default build tolerates: spaces in or before header names,
+# obs-fold, bare LF. An inspecting proxy must not parse more loosely than the origin does.
+target_compile_definitions(llhttp PUBLIC LLHTTP_STRICT_MODE=1)

@@ -660,20 +660,11 @@ std::optional<std::string> client_rejection(const error_code& ec) {
 }
 
 awaitable<void> passthrough(services& sv, connection& conn, beast::tcp_stream& client, std::string& cbuf,
-                            steady::time_point started, const std::string& why) {
+                            beast::tcp_stream& upstream, steady::time_point started, const std::string& why) {
   auto flow = new_flow(sv, conn);
   flow.kind = "passthrough";
   flow.dest.scheme = "tls";
-  auto dialled = co_await dial(sv, conn.dest.host, conn.dest.port);
-  if (dialled.failure) {
-    flow.error = dialled.failure->error;
-    flow.complete = false;
-    flow.total_ms = ms_since(started);
-    sv.recorder.write(flow);
-    co_return;
-  }
-  flow.dest.ip = dialled.remote.address().to_string();
-  auto& upstream = *dialled.stream;
+  flow.url = why;  // the reason it was not intercepted, for the reader of flows.jsonl
   if (co_await write_all(upstream, cbuf, sv.cfg.limits.timeouts.idle)) {
     flow.complete = false;
   }
@@ -683,12 +674,12 @@ awaitable<void> passthrough(services& sv, connection& conn, beast::tcp_stream& c
   flow.bytes_up = up + sent_early;
   flow.bytes_down = down;
   flow.total_ms = ms_since(started);
-  flow.url = why;  // the reason it was not intercepted, for the reader of flows.jsonl
   sv.recorder.write(flow);
 }
 
 // After CONNECT: peek the ClientHello, then intercept, pass through, or serve plain HTTP.
-awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream client, std::string cbuf) {
+awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream client, std::string cbuf,
+                             beast::tcp_stream origin) {
   const auto& t = sv.cfg.limits.timeouts;
   const auto started = steady::now();
   hello_result hello;
@@ -714,13 +705,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     // Plain HTTP through CONNECT (e.g. to port 80): inspect it the same way.
     conn.kind = "http";
     conn.dest.scheme = "http";
-    auto dialled = co_await dial(sv, conn.dest.host, conn.dest.port);
-    if (dialled.stream) {
-      conn.dest.ip = dialled.remote.address().to_string();
-      co_await serve_tunnel_http(sv, conn, client, cbuf, &*dialled.stream, dialled.failure);
-    } else {
-      co_await serve_tunnel_http<beast::tcp_stream, beast::tcp_stream>(sv, conn, client, cbuf, nullptr, dialled.failure);
-    }
+    co_await serve_tunnel_http(sv, conn, client, cbuf, &origin, std::nullopt);
     co_return;
   }
 
@@ -731,28 +716,23 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   const std::string name = conn.sni.empty() ? conn.dest.host : conn.sni;
   for (const auto& pattern : sv.cfg.tls.passthrough) {
     if (matches_pattern(name, pattern) || matches_pattern(conn.dest.host, pattern)) {
-      co_await passthrough(sv, conn, client, cbuf, started, "tls.passthrough: " + pattern);
+      co_await passthrough(sv, conn, client, cbuf, origin, started, "tls.passthrough: " + pattern);
       co_return;
     }
   }
   if (sv.cfg.tls.auto_passthrough && sv.rejected.contains(name)) {
-    co_await passthrough(sv, conn, client, cbuf, started, "tls.auto_passthrough: the client rejected our certificate earlier");
+    co_await passthrough(sv, conn, client, cbuf, origin, started,
+                         "tls.auto_passthrough: the client rejected our certificate earlier");
     co_return;
   }
 
-  // Dial and verify the origin first: its failure is told to the phone as a 502 over TLS.
+  // Verify the origin before the phone's handshake: a failure is told to the phone as a 502
+  // over TLS, which says why, where a refused handshake would only say "certificate error".
   std::optional<tls_stream> upstream;
-  std::optional<upstream_failure> failure;
-  auto dialled = co_await dial(sv, conn.dest.host, conn.dest.port);
-  if (dialled.failure) {
-    failure = dialled.failure;
-  } else {
-    conn.dest.ip = dialled.remote.address().to_string();
-    upstream.emplace(std::move(*dialled.stream), sv.upstream_tls);
-    failure = co_await upstream_handshake(sv, *upstream, name);
-    if (failure) {
-      upstream.reset();
-    }
+  upstream.emplace(std::move(origin), sv.upstream_tls);
+  const auto failure = co_await upstream_handshake(sv, *upstream, name);
+  if (failure) {
+    upstream.reset();
   }
 
   const auto leaf = sv.leaves.get(name);
@@ -863,19 +843,21 @@ awaitable<void> serve_client(services& sv, tcp::socket socket) {
       co_return;
     }
     conn.dest = {authority->first, "", authority->second, "https"};
-    const auto& up = sv.cfg.upstream;
-    if (up.allow_ports && std::find(up.allow_ports->begin(), up.allow_ports->end(), authority->second) == up.allow_ports->end()) {
-      co_await refuse_request(sv, conn, client, req, 403,
-                              {"port_not_allowed", "port " + std::to_string(authority->second) + " is not in upstream.allow_ports"},
+    // The origin is dialled before the tunnel is granted, so a refused destination (policy,
+    // DNS, connection) is answered on the CONNECT itself with its typed reason.
+    auto dialled = co_await dial(sv, authority->first, authority->second);
+    if (dialled.failure) {
+      co_await refuse_request(sv, conn, client, req, dialled.failure->status, dialled.failure->error,
                               req.head().target);
       co_return;
     }
+    conn.dest.ip = dialled.remote.address().to_string();
     static const std::string established = "HTTP/1.1 200 Connection established\r\n\r\n";
     if (co_await write_all(client, established, sv.cfg.limits.timeouts.idle)) {
       co_return;
     }
     // Whatever followed the CONNECT head in the same read is the start of the tunnel.
-    co_await serve_tunnel(sv, conn, std::move(client), std::move(cbuf));
+    co_await serve_tunnel(sv, conn, std::move(client), std::move(cbuf), std::move(*dialled.stream));
     co_return;
   }
   co_await serve_plain_http(sv, conn, client, cbuf, req);

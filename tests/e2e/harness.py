@@ -1,0 +1,219 @@
+"""Real programs on loopback for end-to-end tests: nginx as the origin, leakscope as the proxy,
+curl as the phone's client. Certificates and CAs are generated here, at test time."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+LEAKSCOPE = os.environ.get("LEAKSCOPE_BIN", str(Path(__file__).resolve().parents[2] / "build/app/leakscope"))
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+# Names the origin answers for; the proxy maps them to 127.0.0.1 with upstream.resolve.
+TRUSTED_NAMES = ["api.example.test", "sdk.umeng.com", "bank.example.test"]
+UNTRUSTED_NAME = "untrusted.example.test"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, timeout=10.0):
+    """Readiness check for a server we cannot get a signal from: connect until it accepts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
+            time.sleep(0.02)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, **kw)
+
+
+def make_ca(d: Path, name: str):
+    key, pem = d / f"{name}.key", d / f"{name}.pem"
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(pem), "-days", "2", "-subj", f"/CN={name}",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"])
+    return key, pem
+
+
+def make_leaf(d: Path, name: str, ca_key: Path, ca_pem: Path, dns_names):
+    key, csr, pem, ext = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem", d / f"{name}.ext"
+    run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={dns_names[0]}"])
+    ext.write_text("subjectAltName=" + ",".join(f"DNS:{n}" for n in dns_names) +
+                   "\nextendedKeyUsage=serverAuth\n")
+    run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_pem), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-out", str(pem), "-days", "2", "-extfile", str(ext)])
+    return key, pem
+
+
+class Origin:
+    """nginx with a TLS port (certificate from a test CA the proxy trusts), a TLS port whose
+    certificate comes from a CA nobody trusts, and a plain HTTP port. POST bodies are logged
+    as nginx received them, so tests can check they arrived unchanged."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        # nginx workers drop to www-data: they must be able to read the served files.
+        for d in (root.parent, root):
+            d.chmod(0o755)
+        ca_key, self.ca_pem = make_ca(root, "origin-ca")
+        self.key, self.pem = make_leaf(root, "origin", ca_key, self.ca_pem, TRUSTED_NAMES)
+        bad_ca_key, self.untrusted_ca_pem = make_ca(root, "untrusted-ca")
+        self.bad_key, self.bad_pem = make_leaf(root, "untrusted", bad_ca_key, self.untrusted_ca_pem, [UNTRUSTED_NAME])
+        self.tls_port, self.bad_port, self.http_port, self.sink_port = (free_port() for _ in range(4))
+        www = root / "www"
+        www.mkdir(exist_ok=True)
+        (www / "index.html").write_text("hello from the origin\n")
+        with open(www / "big.bin", "wb") as f:
+            f.truncate(100 * 1024 * 1024)
+        (root / "logs").mkdir(exist_ok=True)
+        conf = root / "nginx.conf"
+        conf.write_text(f"""
+daemon off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/logs/error.log;
+events {{}}
+http {{
+  access_log off;
+  client_body_temp_path {root}/body;
+  proxy_temp_path {root}/proxy;
+  fastcgi_temp_path {root}/fastcgi;
+  uwsgi_temp_path {root}/uwsgi;
+  scgi_temp_path {root}/scgi;
+  log_format bodies escape=json '{{"uri":"$request_uri","method":"$request_method","body":"$request_body","encoding":"$http_content_encoding","length":"$content_length"}}';
+  client_max_body_size 200m;
+  client_body_buffer_size 16m;
+  keepalive_requests 1000;
+  server {{
+    listen 127.0.0.1:{self.tls_port} ssl;
+    listen 127.0.0.1:{self.http_port};
+    ssl_certificate {self.pem};
+    ssl_certificate_key {self.key};
+    root {www};
+    location /echo {{
+      access_log {root}/logs/bodies.log bodies;
+      proxy_pass http://127.0.0.1:{self.sink_port}/sink;
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{self.sink_port};
+    location /sink {{ return 200 "received\\n"; }}
+  }}
+  server {{
+    listen 127.0.0.1:{self.bad_port} ssl;
+    ssl_certificate {self.bad_pem};
+    ssl_certificate_key {self.bad_key};
+    location / {{ return 200 "should never be reached through the proxy\\n"; }}
+  }}
+}}
+""")
+        with open(root / "logs/nginx.stderr", "wb") as err:
+            self.proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(root)],
+                                         stdout=subprocess.DEVNULL, stderr=err)
+        for port in (self.tls_port, self.bad_port, self.http_port, self.sink_port):
+            wait_for_port(port)
+
+    def bodies(self):
+        path = self.root / "logs/bodies.log"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_bytes().decode("utf-8", "surrogateescape").splitlines()]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class Proxy:
+    """leakscope run on a free port with a per-test CA, session folder and config."""
+
+    def __init__(self, root: Path, origin: Origin, extra_config: str = "", device=None):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        device = device or {"imei": ["865432101234564"], "phone_number": ["13812345678"]}
+        resolve = ", ".join(f"{n}: 127.0.0.1" for n in TRUSTED_NAMES + [UNTRUSTED_NAME])
+        self.config = root / "leakscope.yaml"
+        self.config.write_text(f"""
+listen: {{address: 127.0.0.1, port: 0}}
+ca: {{dir: ca}}
+capture: {{dir: captures}}
+upstream:
+  extra_ca: [{origin.ca_pem}]
+  resolve: {{{resolve}}}
+  allow_private: true
+device: {json.dumps(device)}
+{extra_config}
+""")
+        self.proc = subprocess.Popen([LEAKSCOPE, "run", "-c", str(self.config)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.banner = []
+        self.port = None
+        self.session = None
+        # The banner is the readiness signal: the port is bound before it is printed.
+        for line in self.proc.stdout:
+            self.banner.append(line)
+            if line.startswith("Listening on"):
+                self.port = int(line.split()[2].rsplit(":", 1)[1])
+            if line.startswith("Session folder"):
+                self.session = Path(line.split(None, 2)[2].strip())
+            if line.startswith("Press Ctrl-C"):
+                break
+        if self.port is None or self.session is None:
+            raise RuntimeError("leakscope did not start: " + "".join(self.banner) + self.proc.stderr.read())
+        self.ca_pem = root / "ca/ca.pem"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.summary = None
+        self.stderr = None
+
+    def stop(self):
+        """Ctrl-C, then wait: every record is on disk once the process has exited."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=30)
+        self.summary, self.stderr = out, err
+        return self.proc.returncode
+
+    def vm_hwm_kib(self):
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmHWM")
+
+    def records(self, name):
+        path = self.session / name
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def flows(self):
+        return self.records("flows.jsonl")
+
+    def leaks(self):
+        return self.records("leaks.jsonl")
+
+
+def curl(*args, check=True):
+    """curl with timeouts, returning (exit code, stdout bytes, stderr text)."""
+    p = subprocess.run(["curl", "-sS", "--max-time", "60", *args], capture_output=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"curl {' '.join(args)} failed ({p.returncode}): {p.stderr.decode()}")
+    return p.returncode, p.stdout, p.stderr.decode()
+
+
+def temp_root(prefix):
+    return Path(tempfile.mkdtemp(prefix=f"leakscope-{prefix}-"))

@@ -1,0 +1,285 @@
+"""End to end: curl -> leakscope -> nginx on loopback, asserting on what the origin received and
+on the session folder leakscope wrote."""
+
+import gzip
+import json
+import shutil
+import subprocess
+import unittest
+
+from harness import Origin, Proxy, curl, temp_root, UNTRUSTED_NAME
+
+IMEI = "865432101234564"
+
+
+class ProxyEndToEnd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = temp_root("e2e")
+        cls.origin = Origin(cls.root / "origin")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.origin.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def start(self, extra_config="", **kw):
+        self.proxy = Proxy(temp_root("proxy"), self.origin, extra_config, **kw)
+        self.addCleanup(self.cleanup)
+        return self.proxy
+
+    def cleanup(self):
+        self.proxy.stop()
+        shutil.rmtree(self.proxy.root, ignore_errors=True)
+
+    def https(self, name="api.example.test"):
+        return f"https://{name}:{self.origin.tls_port}"
+
+    def through(self, *args, cacert=True, check=True):
+        extra = ["--cacert", str(self.proxy.ca_pem)] if cacert else []
+        return curl("-x", self.proxy.url, *extra, *args, check=check)
+
+    def stop_and_check(self):
+        self.assertEqual(self.proxy.stop(), 0, self.proxy.stderr)
+        return self.proxy.flows(), self.proxy.leaks()
+
+    # --- the spine --------------------------------------------------------------------------
+
+    def test_get_through_the_tunnel(self):
+        self.start()
+        _, body, _ = self.through(self.https() + "/index.html")
+        self.assertEqual(body, b"hello from the origin\n")
+        flows, leaks = self.stop_and_check()
+        self.assertEqual(len(flows), 1)
+        f = flows[0]
+        self.assertEqual((f["method"], f["status"], f["kind"]), ("GET", 200, "https"))
+        self.assertEqual(f["dest"], {"host": "api.example.test", "ip": "127.0.0.1",
+                                     "port": self.origin.tls_port, "scheme": "https"})
+        self.assertEqual(f["sni"], "api.example.test")
+        self.assertEqual(f["url"], self.https() + "/index.html")
+        self.assertIsNone(f["error"])
+        self.assertTrue(f["complete"])
+        self.assertGreater(f["bytes_down"], len(body))
+        self.assertIsNotNone(f["tls_handshake_ms"])
+        self.assertIsNotNone(f["ttfb_ms"])
+        self.assertEqual(leaks, [])
+        self.assertIn("Session", self.proxy.summary)
+        self.assertIn("1 flows, 0 leaks", self.proxy.summary)
+
+    def test_post_with_content_length_reaches_the_origin_unchanged(self):
+        self.start()
+        payload = "imei=" + IMEI + "&note=hello"
+        _, body, _ = self.through("--data-binary", payload, self.https("sdk.umeng.com") + "/echo/form")
+        self.assertEqual(body, b"received\n")
+        got = self.origin.bodies()[-1]
+        self.assertEqual((got["uri"], got["body"]), ("/echo/form", payload))
+        flows, leaks = self.stop_and_check()
+        self.assertEqual(len(leaks), 1)
+        leak = leaks[0]
+        self.assertEqual(leak["category"], "imei")
+        self.assertEqual(leak["source"], "known")
+        self.assertEqual(leak["where"], "body")
+        self.assertEqual(leak["dest"]["host"], "sdk.umeng.com")
+        self.assertEqual(leak["flow"], flows[0]["id"])
+        self.assertEqual(leak["request"], {"method": "POST", "path": "/echo/form"})
+        self.assertEqual(leak["value"], "8654*******4564")
+        self.assertNotIn(IMEI, (self.proxy.session / "leaks.jsonl").read_text())
+
+    def test_chunked_post(self):
+        self.start()
+        payload = json.dumps({"device": {"phone": "+86 13812345678"}})
+        self.through("-H", "Transfer-Encoding: chunked", "-H", "Expect:", "--data-binary", payload,
+                     self.https("sdk.umeng.com") + "/echo/chunked")
+        got = self.origin.bodies()[-1]
+        self.assertEqual(got["body"], payload)
+        _, leaks = self.stop_and_check()
+        self.assertEqual([l["category"] for l in leaks], ["phone_number"])
+
+    def test_gzip_body_with_the_profile_imei_is_logged_with_host_category_and_timing(self):
+        self.start()
+        body = gzip.compress(json.dumps({"header": {"imei": IMEI, "os": "android"}}).encode())
+        path = self.root / "body.gz"
+        path.write_bytes(body)
+        self.through("-H", "Content-Encoding: gzip", "-H", "Content-Type: application/json",
+                     "--data-binary", f"@{path}", self.https("sdk.umeng.com") + "/echo/app_logs")
+        got = self.origin.bodies()[-1]
+        self.assertEqual(got["encoding"], "gzip")
+        self.assertEqual(int(got["length"]), len(body))
+        flows, leaks = self.stop_and_check()
+        self.assertEqual(len(leaks), 1)
+        leak = leaks[0]
+        self.assertEqual(leak["category"], "imei")
+        self.assertEqual(leak["encoding"], ["gzip"])
+        self.assertEqual(leak["dest"]["host"], "sdk.umeng.com")
+        self.assertEqual(leak["dest"]["port"], self.origin.tls_port)
+        self.assertEqual(leak["party"], "third")
+        self.assertRegex(leak["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+        self.assertGreaterEqual(leak["t_session_ms"], 0)
+        self.assertIsNone(leak["t_consent_ms"])
+        self.assertEqual(flows[0]["leaks"], 1)
+        self.assertIn("imei: 1", self.proxy.summary)
+        self.assertIn("sdk.umeng.com: 1", self.proxy.summary)
+
+    def test_several_requests_on_one_kept_alive_tunnel(self):
+        self.start()
+        urls = [self.https() + f"/index.html?n={i}" for i in range(5)]
+        _, body, _ = self.through(*urls)
+        self.assertEqual(body, b"hello from the origin\n" * 5)
+        flows, _ = self.stop_and_check()
+        self.assertEqual(len(flows), 5)
+        self.assertEqual(len({f["client"] for f in flows}), 1, "all on one client connection")
+        self.assertIsNotNone(flows[0]["tls_handshake_ms"])
+        self.assertTrue(all(f["tls_handshake_ms"] is None for f in flows[1:]))
+        self.assertEqual([f["url"].rsplit("=", 1)[1] for f in flows], ["0", "1", "2", "3", "4"])
+
+    def test_100_mib_download_streams_in_bounded_memory(self):
+        self.start()
+        _, out, _ = self.through("-o", "/dev/null", "-w", "%{size_download}", self.https() + "/big.bin")
+        self.assertEqual(int(out), 100 * 1024 * 1024)
+        peak_kib = self.proxy.vm_hwm_kib()
+        self.assertLess(peak_kib, 64 * 1024, f"proxy peak RSS {peak_kib} KiB")
+        flows, _ = self.stop_and_check()
+        self.assertGreater(flows[0]["bytes_down"], 100 * 1024 * 1024)
+        self.assertTrue(flows[0]["complete"])
+
+    def test_plain_http_absolute_form(self):
+        self.start()
+        payload = "tel=13812345678"
+        _, body, _ = curl("-x", self.proxy.url, "--data-binary", payload,
+                          f"http://api.example.test:{self.origin.http_port}/echo/plain")
+        self.assertEqual(body, b"received\n")
+        self.assertEqual(self.origin.bodies()[-1]["body"], payload)
+        flows, leaks = self.stop_and_check()
+        self.assertEqual(flows[0]["kind"], "http")
+        self.assertEqual(flows[0]["dest"]["scheme"], "http")
+        self.assertEqual([l["category"] for l in leaks], ["phone_number"])
+        self.assertEqual(leaks[0]["dest"]["scheme"], "http")
+
+    # --- refusals and typed errors ----------------------------------------------------------
+
+    def test_untrusted_upstream_certificate_gives_502_and_a_typed_error(self):
+        self.start()
+        rc, body, _ = self.through("-w", "%{http_code}", f"https://{UNTRUSTED_NAME}:{self.origin.bad_port}/",
+                                   check=False)
+        self.assertEqual(rc, 0)
+        self.assertTrue(body.endswith(b"502"), body)
+        self.assertIn(b"does not verify", body)
+        flows, _ = self.stop_and_check()
+        self.assertEqual(len(flows), 1)
+        self.assertEqual(flows[0]["status"], 502)
+        self.assertEqual(flows[0]["error"]["type"], "upstream_cert_untrusted")
+        self.assertIn(UNTRUSTED_NAME, flows[0]["error"]["detail"])
+
+    def test_passthrough_host_is_tunnelled_untouched(self):
+        self.start("tls: {passthrough: [bank.example.test]}")
+        # The origin's own certificate reaches curl: it verifies with the origin CA, not ours.
+        _, body, _ = curl("-x", self.proxy.url, "--cacert", str(self.origin.ca_pem),
+                          f"https://bank.example.test:{self.origin.tls_port}/index.html?imei={IMEI}")
+        self.assertEqual(body, b"hello from the origin\n")
+        flows, leaks = self.stop_and_check()
+        self.assertEqual(len(flows), 1)
+        self.assertEqual(flows[0]["kind"], "passthrough")
+        self.assertGreater(flows[0]["bytes_up"], 0)
+        self.assertGreater(flows[0]["bytes_down"], 0)
+        self.assertEqual(leaks, [], "a passthrough tunnel is not decrypted")
+
+    def test_client_that_rejects_our_certificate_is_recorded_and_then_passed_through(self):
+        self.start()
+        rc, _, err = self.through(self.https() + "/index.html", cacert=False, check=False)
+        self.assertEqual(rc, 60, err)  # curl: peer certificate cannot be authenticated
+        # With tls.auto_passthrough (the default) the next connection goes through untouched.
+        _, body, _ = curl("-x", self.proxy.url, "--cacert", str(self.origin.ca_pem), self.https() + "/index.html")
+        self.assertEqual(body, b"hello from the origin\n")
+        flows, _ = self.stop_and_check()
+        self.assertEqual(flows[0]["error"]["type"], "tls_client_rejected")
+        self.assertIn("pinning suspected", flows[0]["error"]["detail"])
+        self.assertEqual(flows[0]["dest"]["host"], "api.example.test")
+        self.assertEqual(flows[1]["kind"], "passthrough")
+
+    def test_rejection_without_auto_passthrough_stays_intercepted(self):
+        self.start("tls: {auto_passthrough: false}")
+        rc, _, _ = self.through(self.https() + "/index.html", cacert=False, check=False)
+        self.assertEqual(rc, 60)
+        _, body, _ = self.through(self.https() + "/index.html")
+        self.assertEqual(body, b"hello from the origin\n")
+        flows, _ = self.stop_and_check()
+        self.assertEqual([f["kind"] for f in flows], ["connection", "https"])
+
+    def test_client_outside_the_allowlist_is_refused(self):
+        self.start("clients: {allow: [10.0.0.0/8]}")
+        rc, _, _ = self.through(self.https() + "/index.html", check=False)
+        self.assertNotEqual(rc, 0)
+        flows, _ = self.stop_and_check()
+        self.assertEqual(len(flows), 1)
+        self.assertEqual(flows[0]["error"]["type"], "client_not_allowed")
+        self.assertIn("not in clients.allow", self.proxy.stderr)
+
+    def test_connect_to_the_proxy_itself_is_refused(self):
+        proxy = self.start()
+        rc, body, _ = curl("-x", proxy.url, "-w", "%{http_code}", "-p", f"https://127.0.0.1:{proxy.port}/",
+                           check=False)
+        self.assertNotEqual(rc, 0)
+        flows, _ = self.stop_and_check()
+        self.assertEqual(flows[-1]["error"]["type"], "loop_to_proxy")
+
+    def test_malformed_request_gets_400_and_the_proxy_keeps_serving(self):
+        self.start()
+        import socket
+        with socket.create_connection(("127.0.0.1", self.proxy.port)) as s:
+            s.sendall(b"GET http://api.example.test/ HTTP/1.1\r\nHost : x\r\n\r\n")  # space before colon
+            reply = s.recv(4096)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 400 "), reply)
+        _, body, _ = self.through(self.https() + "/index.html")
+        self.assertEqual(body, b"hello from the origin\n")
+        flows, _ = self.stop_and_check()
+        self.assertEqual(flows[0]["error"]["type"], "client_bad_request")
+        self.assertEqual(flows[1]["status"], 200)
+
+
+class CaExport(unittest.TestCase):
+    def test_formats(self):
+        root = temp_root("ca")
+        self.addCleanup(shutil.rmtree, root, True)
+        cfg = root / "c.yaml"
+        cfg.write_text("ca: {dir: ca}\n")
+        from harness import LEAKSCOPE
+        pem = subprocess.run([LEAKSCOPE, "ca", "export", "-c", str(cfg)], capture_output=True, check=True).stdout
+        self.assertTrue(pem.startswith(b"-----BEGIN CERTIFICATE-----"))
+        self.assertEqual((root / "ca/ca.key").stat().st_mode & 0o777, 0o600)
+        der = subprocess.run([LEAKSCOPE, "ca", "export", "-c", str(cfg), "--format", "der"],
+                             capture_output=True, check=True).stdout
+        converted = subprocess.run(["openssl", "x509", "-inform", "DER", "-outform", "PEM"], input=der,
+                                   capture_output=True, check=True).stdout
+        self.assertEqual(converted, pem)
+        out = subprocess.run([LEAKSCOPE, "ca", "export", "-c", str(cfg), "--format", "android", "-o", str(root)],
+                             capture_output=True, check=True, text=True).stdout
+        expected = subprocess.run(["openssl", "x509", "-noout", "-subject_hash_old"], input=pem,
+                                  capture_output=True, check=True).stdout.decode().strip() + ".0"
+        self.assertEqual(out.splitlines()[0], str(root / expected))
+        self.assertEqual((root / expected).read_bytes(), pem)
+
+    def test_open_ca_key_is_refused(self):
+        root = temp_root("ca")
+        self.addCleanup(shutil.rmtree, root, True)
+        cfg = root / "c.yaml"
+        cfg.write_text("ca: {dir: ca}\ncapture: {dir: caps}\nlisten: {port: 0}\n")
+        from harness import LEAKSCOPE
+        subprocess.run([LEAKSCOPE, "ca", "export", "-c", str(cfg)], capture_output=True, check=True)
+        (root / "ca/ca.key").chmod(0o644)
+        p = subprocess.run([LEAKSCOPE, "run", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("readable by group or others", p.stderr)
+
+    def test_config_error_names_file_line_and_key(self):
+        root = temp_root("cfg")
+        self.addCleanup(shutil.rmtree, root, True)
+        cfg = root / "bad.yaml"
+        cfg.write_text("listen:\n  port: 8080\n  colour: blue\n")
+        from harness import LEAKSCOPE
+        p = subprocess.run([LEAKSCOPE, "run", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(f"{cfg}:3:3: listen.colour is not a known key", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
