@@ -3,7 +3,10 @@ on the session folder leakscope wrote."""
 
 import gzip
 import json
+import re
 import shutil
+import socket
+import ssl
 import subprocess
 import unittest
 
@@ -155,6 +158,102 @@ class ProxyEndToEnd(unittest.TestCase):
         self.assertEqual([l["category"] for l in leaks], ["phone_number"])
         self.assertEqual(leaks[0]["dest"]["scheme"], "http")
 
+    def test_bytes_sent_right_after_connect_are_kept(self):
+        """CONNECT and the ClientHello in one segment, as some clients send them."""
+        self.start()
+        ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_hostname="api.example.test")
+        with self.assertRaises(ssl.SSLWantReadError):
+            tls.do_handshake()
+        authority = f"api.example.test:{self.origin.tls_port}"
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as s:
+            s.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode() + outgoing.read())
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += s.recv(65536)
+            head, rest = buf.split(b"\r\n\r\n", 1)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+            incoming.write(rest)
+            request = b"GET /index.html HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n"
+            sent = False
+            response = b""
+            while True:
+                try:
+                    if not sent:
+                        tls.do_handshake()
+                        tls.write(request)
+                        sent = True
+                    response += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLZeroReturnError:
+                    break
+                if outgoing.pending:
+                    s.sendall(outgoing.read())
+                data = s.recv(65536)
+                if not data:
+                    break
+                incoming.write(data)
+        self.assertTrue(response.startswith(b"HTTP/1.1 200"), response[:100])
+        self.assertTrue(response.endswith(b"hello from the origin\n"))
+
+    def test_only_http11_is_offered_to_the_client(self):
+        self.start()
+        _, out, _ = self.through("--http2", "-o", "/dev/null", "-w", "%{http_version}", self.https() + "/index.html")
+        self.assertEqual(out, b"1.1")
+
+    def test_head_request_has_no_body(self):
+        self.start()
+        _, out, _ = self.through("-I", self.https() + "/index.html")
+        self.assertIn(b"Content-Length: 22", out)
+        _, body, _ = self.through(self.https() + "/index.html")  # the next exchange is not confused
+        self.assertEqual(body, b"hello from the origin\n")
+        flows, _ = self.stop_and_check()
+        self.assertEqual([f["method"] for f in flows], ["HEAD", "GET"])
+
+    def test_pipelined_requests_are_answered_in_order(self):
+        self.start()
+        target = f"http://api.example.test:{self.origin.http_port}"
+        requests = b"".join(
+            f"GET {target}/index.html?n={i} HTTP/1.1\r\nHost: api.example.test\r\n\r\n".encode() for i in range(3))
+        requests += f"GET {target}/missing HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n".encode()
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as s:
+            s.sendall(requests)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
+        self.assertEqual(statuses, [b"200", b"200", b"200", b"404"])
+        flows, _ = self.stop_and_check()
+        self.assertEqual([f["url"].rsplit("/", 1)[1] for f in flows],
+                         ["index.html?n=0", "index.html?n=1", "index.html?n=2", "missing"])
+
+    def test_body_beyond_the_inspection_cap_is_relayed_whole_and_marked_truncated(self):
+        self.start("capture: {dir: captures, max_inspect_body: 1KiB}")
+        payload = "tel=13812345678&pad=" + "x" * 10000 + "&imei=" + IMEI
+        self.through("--data-binary", payload, self.https("sdk.umeng.com") + "/echo/big")
+        self.assertEqual(self.origin.bodies()[-1]["body"], payload)
+        flows, leaks = self.stop_and_check()
+        self.assertTrue(flows[0]["request_truncated"])
+        self.assertEqual(flows[0]["incomplete"], ["body_truncated"])
+        self.assertEqual([l["category"] for l in leaks], ["phone_number"], "the IMEI lies past the cap")
+
+    def test_handshake_then_close_without_a_request_is_recorded_as_rejection(self):
+        """What OkHttp's CertificatePinner does: it trusts the CA, checks the pin, and hangs up."""
+        self.start()
+        ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
+        authority = f"api.example.test:{self.origin.tls_port}"
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
+            raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+            self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
+            with ctx.wrap_socket(raw, server_hostname="api.example.test") as tls:
+                self.assertEqual(tls.version()[:4], "TLSv")
+        flows, _ = self.stop_and_check()
+        self.assertEqual(len(flows), 1)
+        self.assertEqual(flows[0]["error"]["type"], "tls_client_rejected")
+        self.assertIn("without sending a request", flows[0]["error"]["detail"])
+
     # --- refusals and typed errors ----------------------------------------------------------
 
     def test_untrusted_upstream_certificate_gives_502_and_a_typed_error(self):
@@ -224,7 +323,6 @@ class ProxyEndToEnd(unittest.TestCase):
 
     def test_malformed_request_gets_400_and_the_proxy_keeps_serving(self):
         self.start()
-        import socket
         with socket.create_connection(("127.0.0.1", self.proxy.port)) as s:
             s.sendall(b"GET http://api.example.test/ HTTP/1.1\r\nHost : x\r\n\r\n")  # space before colon
             reply = s.recv(4096)
