@@ -126,6 +126,21 @@ void create_pair(const std::filesystem::path& dir) {
   write_new_file(dir / "ca.pem", bio_string(cert_bio.get()), 0644);
 }
 
+// Reads one PEM object with OpenSSL's `read(FILE*, …)` function of its type.
+template <class Ptr, class Read>
+Ptr read_pem(const std::filesystem::path& file, Read read, const char* what) {
+  std::FILE* f = std::fopen(file.c_str(), "rb");
+  if (f == nullptr) {
+    throw ca_error(file.string() + ": cannot open (" + std::strerror(errno) + ")");
+  }
+  Ptr object(read(f, nullptr, nullptr, nullptr));
+  std::fclose(f);
+  if (!object) {
+    throw ca_error(file.string() + ": not a PEM " + what + " (" + last_openssl_error() + ")");
+  }
+  return object;
+}
+
 }  // namespace
 
 certificate_authority certificate_authority::load_or_create(const std::filesystem::path& dir) {
@@ -157,24 +172,8 @@ certificate_authority certificate_authority::load(const std::filesystem::path& d
     throw ca_error(key_file.string() + ": the CA key is readable by group or others (mode " + mode +
                    "); run chmod 600 " + key_file.string());
   }
-  std::FILE* kf = std::fopen(key_file.c_str(), "rb");
-  if (kf == nullptr) {
-    throw ca_error(key_file.string() + ": cannot open (" + std::strerror(errno) + ")");
-  }
-  pkey_ptr key(PEM_read_PrivateKey(kf, nullptr, nullptr, nullptr));
-  std::fclose(kf);
-  if (!key) {
-    throw ca_error(key_file.string() + ": not a PEM private key (" + last_openssl_error() + ")");
-  }
-  std::FILE* cf = std::fopen(cert_file.c_str(), "rb");
-  if (cf == nullptr) {
-    throw ca_error(cert_file.string() + ": cannot open (" + std::strerror(errno) + ")");
-  }
-  x509_ptr cert(PEM_read_X509(cf, nullptr, nullptr, nullptr));
-  std::fclose(cf);
-  if (!cert) {
-    throw ca_error(cert_file.string() + ": not a PEM certificate (" + last_openssl_error() + ")");
-  }
+  auto key = read_pem<pkey_ptr>(key_file, PEM_read_PrivateKey, "private key");
+  auto cert = read_pem<x509_ptr>(cert_file, PEM_read_X509, "certificate");
   if (X509_check_private_key(cert.get(), key.get()) != 1) {
     ERR_clear_error();
     throw ca_error(cert_file.string() + ": does not match " + key_file.string());

@@ -531,6 +531,18 @@ awaitable<void> refuse_bad_head(services& sv, connection& conn, Client& client, 
   co_await refuse_request(sv, conn, client, req, too_large ? 431 : 400, error, "");
 }
 
+// Reads the next request head. A malformed one is answered (400 or 431) and recorded here;
+// the connection then ends, as after a clean close or an idle timeout.
+template <class Client>
+awaitable<head_read> next_request(services& sv, connection& conn, Client& client, std::string& cbuf,
+                                  http1::parser& req) {
+  const auto state = co_await read_request_head(sv, client, cbuf, req);
+  if (state == head_read::invalid) {
+    co_await refuse_bad_head(sv, conn, client, req);
+  }
+  co_return state;
+}
+
 // Serves HTTP/1.1 exchanges on a connection whose destination is fixed (a CONNECT tunnel).
 // `upstream` is null when dialling failed: every request then gets `failure`.
 template <class Client, class Upstream>
@@ -543,13 +555,9 @@ awaitable<unsigned> serve_tunnel_http(services& sv, connection& conn, Client& cl
   std::string ubuf;
   unsigned served = 0;
   while (true) {
-    const auto state = co_await read_request_head(sv, client, cbuf, req);
-    if (state == head_read::closed || state == head_read::timeout) {
-      co_return served;
-    }
-    if (state == head_read::invalid) {
-      co_await refuse_bad_head(sv, conn, client, req);
-      co_return served + 1;
+    const auto state = co_await next_request(sv, conn, client, cbuf, req);
+    if (state != head_read::ok) {
+      co_return state == head_read::invalid ? served + 1 : served;
     }
     ++served;
     const auto& target = req.head().target;
@@ -581,17 +589,10 @@ awaitable<void> serve_plain_http(services& sv, connection& conn, beast::tcp_stre
   std::unique_ptr<http1::parser> res;
   std::string ubuf;
   std::string current;  // host:port of `upstream`
-  bool first = true;
+  bool first = true;  // the first head was read by serve_client
   while (true) {
-    if (!first) {
-      const auto state = co_await read_request_head(sv, client, cbuf, req);
-      if (state == head_read::closed || state == head_read::timeout) {
-        co_return;
-      }
-      if (state == head_read::invalid) {
-        co_await refuse_bad_head(sv, conn, client, req);
-        co_return;
-      }
+    if (!first && co_await next_request(sv, conn, client, cbuf, req) != head_read::ok) {
+      co_return;
     }
     first = false;
     const auto url = parse_absolute(req.head().target);
@@ -826,12 +827,7 @@ awaitable<void> serve_client(services& sv, tcp::socket socket) {
   http1::parser req(http1::message_kind::request, limits);
   req.set_body_cap(sv.cfg.capture.max_inspect_body);
   std::string cbuf;
-  const auto state = co_await read_request_head(sv, client, cbuf, req);
-  if (state == head_read::closed || state == head_read::timeout) {
-    co_return;
-  }
-  if (state == head_read::invalid) {
-    co_await refuse_bad_head(sv, conn, client, req);
+  if (co_await next_request(sv, conn, client, cbuf, req) != head_read::ok) {
     co_return;
   }
   if (req.head().method == "CONNECT") {
