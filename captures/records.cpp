@@ -1,0 +1,85 @@
+#include "captures/records.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+
+namespace leakscope::captures {
+
+using nlohmann::json;
+
+std::string iso8601(wall_time t) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(us / 1'000'000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(((us % 1'000'000) + 1'000'000) % 1'000'000));
+  return buf;
+}
+
+namespace {
+
+json dest_json(const destination& d) {
+  return {{"host", d.host}, {"ip", d.ip.empty() ? json(nullptr) : json(d.ip)}, {"port", d.port}, {"scheme", d.scheme}};
+}
+
+// Milliseconds with microsecond precision: enough for timing evidence, stable in golden tests.
+json ms(double v) { return std::round(v * 1000.0) / 1000.0; }
+
+json optional_ms(const std::optional<double>& v) { return v ? ms(*v) : json(nullptr); }
+
+// Traffic is not guaranteed to be UTF-8; invalid bytes become U+FFFD rather than an exception.
+std::string line(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"; }
+
+}  // namespace
+
+std::string to_json_line(const flow_record& r) {
+  json j = {{"id", r.id},
+            {"start", iso8601(r.start)},
+            {"client", r.client},
+            {"dest", dest_json(r.dest)},
+            {"sni", r.sni.empty() ? json(nullptr) : json(r.sni)},
+            {"kind", r.kind},
+            {"method", r.method.empty() ? json(nullptr) : json(r.method)},
+            {"url", r.url.empty() ? json(nullptr) : json(r.url)},
+            {"status", r.status == 0 ? json(nullptr) : json(r.status)},
+            {"bytes_up", r.bytes_up},
+            {"bytes_down", r.bytes_down},
+            {"tls_handshake_ms", optional_ms(r.tls_handshake_ms)},
+            {"ttfb_ms", optional_ms(r.ttfb_ms)},
+            {"total_ms", ms(r.total_ms)},
+            {"complete", r.complete},
+            {"request_truncated", r.request_truncated},
+            {"incomplete", r.incomplete},
+            {"leaks", r.leaks},
+            {"error", r.error ? json{{"type", r.error->type}, {"detail", r.error->detail}} : json(nullptr)}};
+  return line(j);
+}
+
+std::string to_json_line(const leak_record& r) {
+  json j = {{"id", r.id},
+            {"ts", iso8601(r.ts)},
+            {"t_session_ms", r.t_session_ms},
+            {"t_consent_ms", r.t_consent_ms ? json(*r.t_consent_ms) : json(nullptr)},
+            {"flow", r.flow},
+            {"client", r.client},
+            {"dest", dest_json(r.dest)},
+            {"party", r.party},
+            {"sdk", r.sdk ? json{{"name", r.sdk->name}, {"vendor", r.sdk->vendor}, {"category", r.sdk->category}}
+                          : json(nullptr)},
+            {"category", r.category},
+            {"source", r.source},
+            {"confidence", r.confidence},
+            {"where", r.where},
+            {"encoding", r.encoding},
+            {"value", r.value},
+            {"request", {{"method", r.method}, {"path", r.path}}},
+            {"har_entry", r.har_entry ? json(*r.har_entry) : json(nullptr)}};
+  return line(j);
+}
+
+}  // namespace leakscope::captures

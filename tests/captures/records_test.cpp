@@ -1,0 +1,118 @@
+#include "captures/recorder.hpp"
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sys/stat.h>
+#include <thread>
+
+using namespace leakscope::captures;
+
+namespace {
+
+wall_time at(long long us) { return wall_time(std::chrono::microseconds(us)); }
+
+leak_record sample_leak() {
+  leak_record r;
+  r.id = 3;
+  r.ts = at(1795441512123456);
+  r.t_session_ms = 12345;
+  r.flow = 42;
+  r.client = "192.168.1.23:53211";
+  r.dest = {"alog.umeng.com", "203.0.113.7", 443, "https"};
+  r.party = "third";
+  r.category = "imei";
+  r.source = "known";
+  r.confidence = "high";
+  r.where = "body";
+  r.encoding = {"gzip"};
+  r.value = "8654*******4564";
+  r.method = "POST";
+  r.path = "/app_logs";
+  return r;
+}
+
+std::vector<std::string> lines_of(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) {
+    lines.push_back(l);
+  }
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("leak record JSON line (golden)") {
+  CHECK(to_json_line(sample_leak()) ==
+        R"({"category":"imei","client":"192.168.1.23:53211","confidence":"high","dest":{"host":"alog.umeng.com","ip":"203.0.113.7","port":443,"scheme":"https"},"encoding":["gzip"],"flow":42,"har_entry":null,"id":3,"party":"third","request":{"method":"POST","path":"/app_logs"},"sdk":null,"source":"known","t_consent_ms":null,"t_session_ms":12345,"ts":"2026-11-23T13:45:12.123456Z","value":"8654*******4564","where":"body"})"
+        "\n");
+}
+
+TEST_CASE("flow record JSON line (golden)") {
+  flow_record f;
+  f.id = 7;
+  f.client = "127.0.0.1:5000";
+  f.dest = {"example.com", "", 443, "https"};
+  f.kind = "connection";
+  f.start = at(1795441512000001);
+  f.total_ms = 1.23456;
+  f.error = typed_error{"tls_client_rejected", "the client aborted the handshake (unknown CA): pinning suspected"};
+  CHECK(to_json_line(f) ==
+        R"({"bytes_down":0,"bytes_up":0,"client":"127.0.0.1:5000","complete":true,"dest":{"host":"example.com","ip":null,"port":443,"scheme":"https"},"error":{"detail":"the client aborted the handshake (unknown CA): pinning suspected","type":"tls_client_rejected"},"id":7,"incomplete":[],"kind":"connection","leaks":0,"method":null,"request_truncated":false,"sni":null,"start":"2026-11-23T13:45:12.000001Z","status":null,"tls_handshake_ms":null,"total_ms":1.235,"ttfb_ms":null,"url":null})"
+        "\n");
+}
+
+TEST_CASE("bytes that are not UTF-8 do not break a record") {
+  flow_record f;
+  f.url = std::string("/\xff\xfe", 3);
+  const auto line = to_json_line(f);
+  CHECK(nlohmann::json::parse(line)["url"] == "/\xEF\xBF\xBD\xEF\xBF\xBD");
+}
+
+TEST_CASE("the recorder writes whole lines in submission order from many threads") {
+  char tmpl[] = "/tmp/leakscope-rec-XXXXXX";
+  const std::filesystem::path base = ::mkdtemp(tmpl);
+  const auto dir = create_session_dir(base, std::chrono::system_clock::now());
+  struct stat st {};
+  ::stat(dir.c_str(), &st);
+  CHECK((st.st_mode & 0777) == 0700);
+  {
+    recorder rec(dir);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 500; ++i) {
+          auto leak = sample_leak();
+          leak.id = static_cast<std::uint64_t>(t * 1000 + i);
+          leak.category = t % 2 ? "imei" : "phone_number";
+          rec.write(leak);
+          flow_record f;
+          f.id = leak.id;
+          rec.write(f);
+        }
+      });
+    }
+    for (auto& th : threads) {
+      th.join();
+    }
+    rec.close();
+    const auto s = rec.summary();
+    CHECK(s.flows == 2000);
+    CHECK(s.leaks == 2000);
+    CHECK(s.leaks_by_category.at("imei") == 1000);
+    CHECK(s.leaks_by_destination.at("alog.umeng.com") == 2000);
+  }
+  const auto leaks = lines_of(dir / "leaks.jsonl");
+  REQUIRE(leaks.size() == 2000);
+  std::map<int, int> last;  // per thread, ids must rise
+  for (const auto& l : leaks) {
+    const auto id = nlohmann::json::parse(l)["id"].get<int>();
+    const int t = id / 1000;
+    CHECK((last.count(t) == 0 || last[t] < id));
+    last[t] = id;
+  }
+  CHECK(lines_of(dir / "flows.jsonl").size() == 2000);
+  std::filesystem::remove_all(base);
+}
