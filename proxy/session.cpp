@@ -35,6 +35,13 @@ namespace {
 constexpr std::size_t read_chunk = 64 * 1024;
 inline auto use_ec(error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
 
+// What is left of a budget that started at `since`, at least 1 ms so a spent budget still
+// produces a timeout rather than an unbounded wait.
+std::chrono::milliseconds remaining(steady::time_point since, std::chrono::milliseconds budget) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(since + budget - steady::now());
+  return std::max(left, std::chrono::milliseconds(1));
+}
+
 double ms_since(steady::time_point t) {
   return std::chrono::duration<double, std::milli>(steady::now() - t).count();
 }
@@ -263,10 +270,16 @@ enum class head_read { ok, closed, timeout, invalid };
 template <class Client>
 awaitable<head_read> read_request_head(services& sv, Client& client, std::string& cbuf, http1::parser& req) {
   const auto& t = sv.cfg.limits.timeouts;
+  // limits.timeouts.headers bounds the whole head from its first byte, so a client trickling
+  // one byte at a time (slowloris) cannot hold the connection.
   bool started = false;
+  steady::time_point first_byte;
   while (true) {
     if (!cbuf.empty()) {
-      started = true;
+      if (!started) {
+        started = true;
+        first_byte = steady::now();
+      }
       const auto r = req.feed(cbuf);
       cbuf.erase(0, r.consumed);
       if (r.error != http1::codec_error::none) {
@@ -276,7 +289,7 @@ awaitable<head_read> read_request_head(services& sv, Client& client, std::string
         co_return head_read::ok;
       }
     }
-    const auto ec = co_await read_more(client, cbuf, started ? t.headers : t.idle);
+    const auto ec = co_await read_more(client, cbuf, started ? remaining(first_byte, t.headers) : t.idle);
     if (ec) {
       if (ec == beast::error::timeout) {
         co_return started ? head_read::timeout : head_read::closed;
@@ -531,14 +544,18 @@ awaitable<void> refuse_bad_head(services& sv, connection& conn, Client& client, 
   co_await refuse_request(sv, conn, client, req, too_large ? 431 : 400, error, "");
 }
 
-// Reads the next request head. A malformed one is answered (400 or 431) and recorded here;
-// the connection then ends, as after a clean close or an idle timeout.
+// Reads the next request head. A malformed one is answered (400, 431) and recorded here, a
+// timed-out one recorded; the connection then ends, as after a clean close or an idle timeout.
 template <class Client>
 awaitable<head_read> next_request(services& sv, connection& conn, Client& client, std::string& cbuf,
                                   http1::parser& req) {
   const auto state = co_await read_request_head(sv, client, cbuf, req);
   if (state == head_read::invalid) {
     co_await refuse_bad_head(sv, conn, client, req);
+  } else if (state == head_read::timeout) {
+    // beast::tcp_stream has closed the socket on the timeout, so there is no 408 to send.
+    record_connection_error(sv, conn, steady::now(),
+                            {"client_header_timeout", "the request head did not arrive within limits.timeouts.headers"});
   }
   co_return state;
 }
@@ -689,7 +706,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     if (hello.status != hello_status::need_more) {
       break;
     }
-    if (const auto ec = co_await read_more(client, cbuf, t.handshake)) {
+    if (const auto ec = co_await read_more(client, cbuf, remaining(started, t.handshake))) {
       if (!cbuf.empty() || ec == beast::error::timeout) {
         record_connection_error(sv, conn, started,
                                 {"client_hello_incomplete", "the client sent part of a ClientHello and then " +

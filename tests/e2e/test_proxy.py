@@ -255,6 +255,26 @@ class ProxyEndToEnd(unittest.TestCase):
         self.assertIn("without sending a request", flows[0]["error"]["detail"])
 
     # --- refusals and typed errors ----------------------------------------------------------
+    def test_a_head_that_trickles_in_past_the_headers_timeout_is_cut_off(self):
+        self.start("limits: {timeouts: {headers: 300ms}}")
+        with socket.create_connection(("127.0.0.1", self.proxy.port)) as s:
+            s.sendall(b"GET http://api.example.test/ HTTP/1.1\r\nX-Slow: ")
+            s.settimeout(0.05)
+            sent = 0
+            while True:  # slowloris: a byte whenever the proxy is quiet, each read stays short
+                try:
+                    if s.recv(4096) == b"":
+                        break
+                except socket.timeout:
+                    s.sendall(b"x")
+                    sent += 1
+                    self.assertLess(sent, 400, "the proxy never closed the connection")
+                except ConnectionResetError:
+                    break
+        self.assertGreater(sent, 1)
+        flows, _ = self.stop_and_check()
+        self.assertEqual(flows[0]["error"]["type"], "client_header_timeout")
+
 
     def test_untrusted_upstream_certificate_gives_502_and_a_typed_error(self):
         self.start()
