@@ -56,7 +56,8 @@ std::string to_json_line(const flow_record& r) {
             {"request_truncated", r.request_truncated},
             {"incomplete", r.incomplete},
             {"leaks", r.leaks},
-            {"error", r.error ? json{{"type", r.error->type}, {"detail", r.error->detail}} : json(nullptr)}};
+            {"error", r.error ? json{{"type", r.error->type}, {"detail", r.error->detail}} : json(nullptr)},
+            {"note", r.note.empty() ? json(nullptr) : json(r.note)}};
   return line(j);
 }
 

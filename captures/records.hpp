@@ -46,6 +46,7 @@ struct flow_record {
   std::vector<std::string> incomplete;  // reasons the request was not fully inspected
   std::uint64_t leaks = 0;
   std::optional<typed_error> error;
+  std::string note;  // why a flow was handled specially, e.g. which rule passed it through
 };
 
 struct sdk_info {

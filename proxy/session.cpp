@@ -682,7 +682,7 @@ awaitable<void> passthrough(services& sv, connection& conn, beast::tcp_stream& c
   auto flow = new_flow(sv, conn);
   flow.kind = "passthrough";
   flow.dest.scheme = "tls";
-  flow.url = why;  // the reason it was not intercepted, for the reader of flows.jsonl
+  flow.note = why;
   if (co_await write_all(upstream, cbuf, sv.cfg.limits.timeouts.idle)) {
     flow.complete = false;
   }

@@ -60,7 +60,7 @@ TEST_CASE("flow record JSON line (golden)") {
   f.total_ms = 1.23456;
   f.error = typed_error{"tls_client_rejected", "the client aborted the handshake (unknown CA): pinning suspected"};
   CHECK(to_json_line(f) ==
-        R"({"bytes_down":0,"bytes_up":0,"client":"127.0.0.1:5000","complete":true,"dest":{"host":"example.com","ip":null,"port":443,"scheme":"https"},"error":{"detail":"the client aborted the handshake (unknown CA): pinning suspected","type":"tls_client_rejected"},"id":7,"incomplete":[],"kind":"connection","leaks":0,"method":null,"request_truncated":false,"sni":null,"start":"2026-11-23T13:45:12.000001Z","status":null,"tls_handshake_ms":null,"total_ms":1.235,"ttfb_ms":null,"url":null})"
+        R"({"bytes_down":0,"bytes_up":0,"client":"127.0.0.1:5000","complete":true,"dest":{"host":"example.com","ip":null,"port":443,"scheme":"https"},"error":{"detail":"the client aborted the handshake (unknown CA): pinning suspected","type":"tls_client_rejected"},"id":7,"incomplete":[],"kind":"connection","leaks":0,"method":null,"note":null,"request_truncated":false,"sni":null,"start":"2026-11-23T13:45:12.000001Z","status":null,"tls_handshake_ms":null,"total_ms":1.235,"ttfb_ms":null,"url":null})"
         "\n");
 }
 

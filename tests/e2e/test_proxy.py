@@ -298,6 +298,7 @@ class ProxyEndToEnd(unittest.TestCase):
         flows, leaks = self.stop_and_check()
         self.assertEqual(len(flows), 1)
         self.assertEqual(flows[0]["kind"], "passthrough")
+        self.assertEqual(flows[0]["note"], "tls.passthrough: bank.example.test")
         self.assertGreater(flows[0]["bytes_up"], 0)
         self.assertGreater(flows[0]["bytes_down"], 0)
         self.assertEqual(leaks, [], "a passthrough tunnel is not decrypted")
@@ -314,6 +315,7 @@ class ProxyEndToEnd(unittest.TestCase):
         self.assertIn("pinning suspected", flows[0]["error"]["detail"])
         self.assertEqual(flows[0]["dest"]["host"], "api.example.test")
         self.assertEqual(flows[1]["kind"], "passthrough")
+        self.assertIn("tls.auto_passthrough", flows[1]["note"])
 
     def test_rejection_without_auto_passthrough_stays_intercepted(self):
         self.start("tls: {auto_passthrough: false}")
