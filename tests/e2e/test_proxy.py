@@ -178,13 +178,15 @@ class ProxyEndToEnd(unittest.TestCase):
             request = b"GET /index.html HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n"
             sent = False
             response = b""
-            while True:
+            closed = False
+            while not closed:
                 try:
                     if not sent:
                         tls.do_handshake()
                         tls.write(request)
                         sent = True
-                    response += tls.read(65536)
+                    while chunk := tls.read(65536):  # everything decryptable so far
+                        response += chunk
                 except ssl.SSLWantReadError:
                     pass
                 except ssl.SSLZeroReturnError:
@@ -192,9 +194,16 @@ class ProxyEndToEnd(unittest.TestCase):
                 if outgoing.pending:
                     s.sendall(outgoing.read())
                 data = s.recv(65536)
-                if not data:
-                    break
-                incoming.write(data)
+                if data:
+                    incoming.write(data)
+                else:
+                    incoming.write_eof()
+                    closed = True
+                    try:
+                        while chunk := tls.read(65536):
+                            response += chunk
+                    except (ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                        pass
         self.assertTrue(response.startswith(b"HTTP/1.1 200"), response[:100])
         self.assertTrue(response.endswith(b"hello from the origin\n"))
 
