@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 #include <iostream>
 
 namespace leakscope::proxy {
@@ -345,6 +346,184 @@ awaitable<std::pair<std::uint64_t, std::uint64_t>> relay_raw(services& sv, A& a,
   co_return std::make_pair(a_to_b, b_to_a);
 }
 
+// Waits until `a` or `b` has bytes to read, or `limit` passes: 0 for a, 1 for b, -1 for
+// neither. Both waiters run on this connection's strand.
+awaitable<int> first_readable(tcp::socket& a, tcp::socket& b, std::chrono::milliseconds limit) {
+  auto executor = co_await net::this_coro::executor;
+  int winner = -1;
+  int finished = 0;
+  net::steady_timer wake(executor, steady::now() + limit);
+  auto watch = [&](tcp::socket& s, int id) -> awaitable<void> {
+    error_code ec;
+    co_await s.async_wait(tcp::socket::wait_read, use_ec(ec));
+    if (!ec && winner < 0) {
+      winner = id;
+    }
+    ++finished;
+    wake.cancel();
+  };
+  net::co_spawn(executor, watch(a, 0), net::detached);
+  net::co_spawn(executor, watch(b, 1), net::detached);
+  bool cancelled = false;
+  while (finished < 2) {
+    if (!cancelled && (winner >= 0 || steady::now() >= wake.expiry())) {
+      error_code ignored;
+      a.cancel(ignored);
+      b.cancel(ignored);
+      cancelled = true;
+    }
+    error_code ec;
+    co_await wake.async_wait(use_ec(ec));
+  }
+  co_return winner;
+}
+
+// RFC 9110 §10.1.1: a client that sent `Expect: 100-continue` may wait for the interim answer
+// but not forever; curl waits 1 s. The proxy waits as long for the origin to speak first.
+constexpr std::chrono::milliseconds expect_wait{1000};
+
+bool expects_continue(const http1::message_head& head) {
+  return lower(std::string(head.header("expect"))) == "100-continue";
+}
+
+// One exchange in flight: its flow record and what has been relayed so far.
+struct exchange {
+  captures::flow_record flow;
+  steady::time_point started = steady::now();
+  steady::time_point sent;  // request complete (or head sent, while waiting for 100)
+  bool any_byte = false;    // a response byte arrived
+  bool forwarded = false;   // a response head went to the client: no error page possible
+  exchange_outcome outcome;
+  // Runs the detectors over the request once; every path that ends the flow calls it first, so
+  // leaks are on disk before the flow that refers to them and a cut-off request is still seen.
+  std::function<void(captures::flow_record&)> inspect;
+};
+
+void inspect_once(exchange& x) {
+  if (x.inspect) {
+    x.inspect(x.flow);
+    x.inspect = nullptr;
+  }
+}
+
+void finish(services& sv, exchange& x, std::optional<captures::typed_error> error, bool complete) {
+  inspect_once(x);
+  x.flow.complete = complete;
+  x.flow.error = std::move(error);
+  x.flow.total_ms = ms_since(x.started);
+  sv.recorder.write(x.flow);
+}
+
+enum class response_end { final, interim, failed, upgraded };
+
+// Relays response messages from the origin to the client until the final one (or, with
+// `stop_at_interim`, the first 1xx) is complete. Every end but `interim` finishes the flow.
+template <class Client, class Upstream>
+awaitable<response_end> relay_response(services& sv, exchange& x, Client& client, Upstream& upstream,
+                                       std::string& ubuf, http1::parser& res, bool request_keep_alive,
+                                       bool stop_at_interim) {
+  const auto& t = sv.cfg.limits.timeouts;
+  bool in_head = true;
+  if (!x.any_byte && !ubuf.empty()) {
+    x.any_byte = true;
+    x.flow.ttfb_ms = 0;
+  }
+  while (true) {
+    if (!ubuf.empty()) {
+      const auto r = res.feed(ubuf);
+      if (r.head_complete) {
+        const auto& raw = res.head().raw;
+        if (co_await write_all(client, raw, t.idle)) {
+          finish(sv, x, captures::typed_error{"client_closed", "the client closed before the response was relayed"}, false);
+          co_return response_end::failed;
+        }
+        x.forwarded = true;
+        x.flow.bytes_down += raw.size();
+        x.flow.status = res.head().status;
+        in_head = false;
+        if (r.upgrade) {
+          ubuf.erase(0, r.consumed);
+          if (!ubuf.empty() && co_await write_all(client, ubuf, t.idle)) {
+            finish(sv, x, std::nullopt, false);
+            co_return response_end::failed;
+          }
+          x.flow.bytes_down += ubuf.size();
+          ubuf.clear();
+          finish(sv, x, std::nullopt, true);
+          co_await relay_raw(sv, client, upstream);
+          co_return response_end::upgraded;
+        }
+      } else if (!in_head && r.consumed > 0) {
+        if (co_await write_all(client, std::string_view(ubuf).substr(0, r.consumed), t.idle)) {
+          finish(sv, x, captures::typed_error{"client_closed", "the client closed in the middle of the response"}, false);
+          co_return response_end::failed;
+        }
+        x.flow.bytes_down += r.consumed;
+      }
+      ubuf.erase(0, r.consumed);
+      if (r.error != http1::codec_error::none) {
+        captures::typed_error error{"upstream_bad_response", res.error_name() + ": " + res.error_reason()};
+        if (!x.forwarded) {
+          const auto reply = error_response(502, error);
+          co_await write_all(client, reply, t.idle);
+          x.flow.status = 502;
+          x.flow.bytes_down += reply.size();
+        }
+        finish(sv, x, error, false);
+        co_return response_end::failed;
+      }
+      if (r.message_complete) {
+        const int status = res.head().status;
+        if (status >= 100 && status < 200) {
+          if (stop_at_interim) {
+            co_return response_end::interim;
+          }
+          in_head = true;  // the final response follows
+          continue;
+        }
+        // Bytes after a complete response that nobody asked for mean the framing is not what
+        // both sides think: close rather than relay a desynchronised stream.
+        x.outcome.reuse = request_keep_alive && res.keep_alive() && ubuf.empty();
+        finish(sv, x, std::nullopt, true);
+        co_return response_end::final;
+      }
+      if (r.consumed > 0 && !ubuf.empty()) {
+        continue;
+      }
+    }
+    const auto ec = co_await read_more(upstream, ubuf, x.any_byte ? t.idle : t.upstream_response);
+    if (!x.any_byte && !ubuf.empty()) {
+      x.any_byte = true;
+      x.flow.ttfb_ms = ms_since(x.sent);
+    }
+    if (ec) {
+      if (!ubuf.empty()) {
+        continue;  // parse what arrived with the close first
+      }
+      if (ec == beast::error::timeout && !x.forwarded) {
+        captures::typed_error error{"upstream_timeout", "no response within limits.timeouts.upstream_response"};
+        const auto reply = error_response(504, error);
+        co_await write_all(client, reply, t.idle);
+        x.flow.status = 504;
+        finish(sv, x, error, false);
+        co_return response_end::failed;
+      }
+      if (res.finish().message_complete) {
+        finish(sv, x, std::nullopt, true);  // a close-delimited body ends here, and so does the connection
+        co_return response_end::final;
+      }
+      captures::typed_error error{"upstream_closed", "the server closed before the response was complete"};
+      if (!x.forwarded) {
+        const auto reply = error_response(502, error);
+        co_await write_all(client, reply, t.idle);
+        x.flow.status = 502;
+      }
+      finish(sv, x, error, false);
+      co_return response_end::failed;
+    }
+  }
+}
+
 // Relays one exchange whose request head is already parsed: the head (as `head_out`), the
 // request body as it arrives, then the response(s) back. Records leaks and the flow.
 template <class Client, class Upstream>
@@ -353,168 +532,75 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
                                            http1::parser& res, const std::string& head_out,
                                            const std::string& origin_form) {
   const auto& t = sv.cfg.limits.timeouts;
-  const auto started = steady::now();
-  auto flow = new_flow(sv, conn);
-  flow.method = req.head().method;
+  exchange x;
+  x.flow = new_flow(sv, conn);
+  x.flow.method = req.head().method;
   const bool default_port = (conn.dest.scheme == "https" && conn.dest.port == 443) ||
                             (conn.dest.scheme == "http" && conn.dest.port == 80);
-  flow.url = conn.dest.scheme + "://" + conn.dest.host + (default_port ? "" : ":" + std::to_string(conn.dest.port)) + origin_form;
+  x.flow.url = conn.dest.scheme + "://" + conn.dest.host + (default_port ? "" : ":" + std::to_string(conn.dest.port)) + origin_form;
   if (conn.exchanges++ == 0) {
-    flow.tls_handshake_ms = conn.handshake_ms;
+    x.flow.tls_handshake_ms = conn.handshake_ms;
   }
-  exchange_outcome outcome;
-  auto finish = [&](std::optional<captures::typed_error> error, bool complete) {
-    flow.complete = complete;
-    flow.error = std::move(error);
-    flow.total_ms = ms_since(started);
-    sv.recorder.write(flow);
-  };
+  res.expect_response_to(req.head().method);
+  x.inspect = [&](captures::flow_record& flow) { record_leaks(sv, conn, flow, req, origin_form); };
 
   // Request: head, then body bytes exactly as the client framed them.
   if (co_await write_all(upstream, head_out, t.idle)) {
-    finish(captures::typed_error{"upstream_write_failed", "the server closed before the request was sent"}, false);
-    co_return outcome;
+    finish(sv, x, captures::typed_error{"upstream_write_failed", "the server closed before the request was sent"}, false);
+    co_return x.outcome;
   }
-  flow.bytes_up += head_out.size();
-  bool request_done = false;
-  while (!request_done) {
+  x.flow.bytes_up += head_out.size();
+  bool awaiting_continue = expects_continue(req.head());
+  while (true) {
     const auto r = req.feed(cbuf);
     if (r.consumed > 0) {
       if (co_await write_all(upstream, std::string_view(cbuf).substr(0, r.consumed), t.idle)) {
         cbuf.erase(0, r.consumed);
-        record_leaks(sv, conn, flow, req, origin_form);
-        finish(captures::typed_error{"upstream_write_failed", "the server closed while the request body was sent"}, false);
-        co_return outcome;
+        finish(sv, x, captures::typed_error{"upstream_write_failed", "the server closed while the request body was sent"}, false);
+        co_return x.outcome;
       }
-      flow.bytes_up += r.consumed;
+      x.flow.bytes_up += r.consumed;
       cbuf.erase(0, r.consumed);
     }
     if (r.error != http1::codec_error::none) {
-      record_leaks(sv, conn, flow, req, origin_form);
-      finish(captures::typed_error{"client_bad_body", req.error_name() + ": " + req.error_reason()}, false);
-      co_return outcome;
+      finish(sv, x, captures::typed_error{"client_bad_body", req.error_name() + ": " + req.error_reason()}, false);
+      co_return x.outcome;
     }
     if (r.message_complete) {
-      request_done = true;
       break;
     }
-    if (r.consumed == 0 || cbuf.empty()) {
-      if (const auto ec = co_await read_more(client, cbuf, t.idle)) {
-        record_leaks(sv, conn, flow, req, origin_form);
-        finish(captures::typed_error{ec == beast::error::timeout ? "client_timeout" : "client_closed",
-                                     "the client stopped in the middle of the request body"},
-               false);
-        co_return outcome;
-      }
+    if (r.consumed > 0 && !cbuf.empty()) {
+      continue;
     }
-  }
-  record_leaks(sv, conn, flow, req, origin_form);
-  const bool request_keep_alive = req.keep_alive();
-
-  // Response: interim 1xx answers are relayed and the final one awaited.
-  const auto sent = steady::now();
-  res.expect_response_to(req.head().method);
-  bool in_head = true;
-  bool any_byte = !ubuf.empty();
-  bool forwarded = false;
-  if (any_byte) {
-    flow.ttfb_ms = 0;
-  }
-  while (true) {
-    if (!ubuf.empty()) {
-      const auto r = res.feed(ubuf);
-      if (r.head_complete) {
-        const auto& raw = res.head().raw;
-        if (co_await write_all(client, raw, t.idle)) {
-          finish(captures::typed_error{"client_closed", "the client closed before the response was relayed"}, false);
-          co_return outcome;
+    if (awaiting_continue) {
+      awaiting_continue = false;
+      // The client may hold its body until it hears 100 Continue: let whoever speaks first lead.
+      x.sent = steady::now();
+      const int first = co_await first_readable(beast::get_lowest_layer(client).socket(),
+                                                beast::get_lowest_layer(upstream).socket(), expect_wait);
+      if (first == 1) {
+        const auto end = co_await relay_response(sv, x, client, upstream, ubuf, res, false, true);
+        if (end != response_end::interim) {
+          // A final answer before the body (e.g. 417, 401): the client decides whether to send
+          // it, so this connection's framing is no longer known: close after it.
+          x.outcome.reuse = false;
+          co_return x.outcome;
         }
-        forwarded = true;
-        flow.bytes_down += raw.size();
-        flow.status = res.head().status;
-        in_head = false;
-        if (r.upgrade) {
-          ubuf.erase(0, r.consumed);
-          if (!ubuf.empty() && co_await write_all(client, ubuf, t.idle)) {
-            finish(std::nullopt, false);
-            co_return outcome;
-          }
-          flow.bytes_down += ubuf.size();
-          ubuf.clear();
-          finish(std::nullopt, true);
-          const auto counts = co_await relay_raw(sv, client, upstream);
-          (void)counts;
-          outcome.upgraded = true;
-          co_return outcome;
-        }
-      } else if (!in_head && r.consumed > 0) {
-        if (co_await write_all(client, std::string_view(ubuf).substr(0, r.consumed), t.idle)) {
-          finish(captures::typed_error{"client_closed", "the client closed in the middle of the response"}, false);
-          co_return outcome;
-        }
-        flow.bytes_down += r.consumed;
-      }
-      ubuf.erase(0, r.consumed);
-      if (r.error != http1::codec_error::none) {
-        captures::typed_error error{"upstream_bad_response", res.error_name() + ": " + res.error_reason()};
-        if (!forwarded) {
-          const auto reply = error_response(502, error);
-          co_await write_all(client, reply, t.idle);
-          flow.status = 502;
-          flow.bytes_down += reply.size();
-        }
-        finish(error, false);
-        co_return outcome;
-      }
-      if (r.message_complete) {
-        const int status = res.head().status;
-        if (status >= 100 && status < 200) {
-          in_head = true;  // interim: the final response follows
-          continue;
-        }
-        // Bytes after a complete response that nobody asked for mean the framing is not what
-        // both sides think: close rather than relay a desynchronised stream.
-        outcome.reuse = request_keep_alive && res.keep_alive() && ubuf.empty();
-        finish(std::nullopt, true);
-        co_return outcome;
-      }
-      if (r.consumed > 0 && !ubuf.empty()) {
         continue;
       }
     }
-    const auto ec = co_await read_more(upstream, ubuf, any_byte ? t.idle : t.upstream_response);
-    if (!any_byte && !ubuf.empty()) {
-      any_byte = true;
-      flow.ttfb_ms = ms_since(sent);
-    }
-    if (ec) {
-      if (!ubuf.empty()) {
-        continue;  // parse what arrived with the close first
-      }
-      if (ec == beast::error::timeout && !forwarded) {
-        captures::typed_error error{"upstream_timeout", "no response within limits.timeouts.upstream_response"};
-        const auto reply = error_response(504, error);
-        co_await write_all(client, reply, t.idle);
-        flow.status = 504;
-        finish(error, false);
-        co_return outcome;
-      }
-      const auto r = res.finish();
-      if (r.message_complete) {
-        // A close-delimited body ends here; so does the connection.
-        finish(std::nullopt, true);
-        co_return outcome;
-      }
-      captures::typed_error error{"upstream_closed", "the server closed before the response was complete"};
-      if (!forwarded) {
-        const auto reply = error_response(502, error);
-        co_await write_all(client, reply, t.idle);
-        flow.status = 502;
-      }
-      finish(error, false);
-      co_return outcome;
+    if (const auto ec = co_await read_more(client, cbuf, t.idle)) {
+      finish(sv, x,
+             captures::typed_error{ec == beast::error::timeout ? "client_timeout" : "client_closed",
+                                   "the client stopped in the middle of the request body"},
+             false);
+      co_return x.outcome;
     }
   }
+  inspect_once(x);  // leaks are written now, not after a slow response
+  x.sent = steady::now();
+  co_await relay_response(sv, x, client, upstream, ubuf, res, req.keep_alive(), false);
+  co_return x.outcome;
 }
 
 // Answers a request the proxy cannot forward, after reading its head, and records it.

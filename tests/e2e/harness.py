@@ -111,6 +111,10 @@ http {{
       access_log {root}/logs/bodies.log bodies;
       proxy_pass http://127.0.0.1:{self.sink_port}/sink;
     }}
+    location /small {{
+      client_max_body_size 1k;
+      proxy_pass http://127.0.0.1:{self.sink_port}/sink;
+    }}
   }}
   server {{
     listen 127.0.0.1:{self.sink_port};

@@ -263,6 +263,33 @@ class ProxyEndToEnd(unittest.TestCase):
         self.assertEqual(flows[0]["error"]["type"], "tls_client_rejected")
         self.assertIn("without sending a request", flows[0]["error"]["detail"])
 
+    def test_expect_100_continue_is_relayed_before_the_body(self):
+        self.start()
+        payload = "imei=" + IMEI + "&pad=" + "y" * 4000
+        # curl holds the body for 20 s unless it hears 100 Continue: finishing within --max-time
+        # proves the interim answer came through ahead of the body.
+        _, body, err = self.through("-v", "--max-time", "10", "--expect100-timeout", "20",
+                                    "-H", "Expect: 100-continue", "--data-binary", payload,
+                                    self.https("sdk.umeng.com") + "/echo/expect")
+        self.assertEqual(body, b"received\n")
+        self.assertIn("< HTTP/1.1 100 Continue", err)
+        self.assertEqual(self.origin.bodies()[-1]["body"], payload)
+        flows, leaks = self.stop_and_check()
+        self.assertEqual(flows[0]["status"], 200)
+        self.assertEqual([l["category"] for l in leaks], ["imei"])
+
+    def test_expect_100_continue_answered_with_a_final_status_before_the_body(self):
+        self.start()
+        _, out, _ = self.through("--max-time", "10", "--expect100-timeout", "20", "-o", "/dev/null",
+                                 "-w", "%{http_code}", "-H", "Expect: 100-continue", "--data-binary", "z" * 5000,
+                                 self.https("sdk.umeng.com") + f"/small?imei={IMEI}")
+        self.assertEqual(out, b"413")
+        flows, leaks = self.stop_and_check()
+        self.assertEqual(flows[0]["status"], 413)
+        self.assertEqual(flows[0]["leaks"], 1)
+        self.assertEqual(leaks[0]["where"], "url.query:imei")
+        self.assertEqual(leaks[0]["flow"], flows[0]["id"])
+
     # --- refusals and typed errors ----------------------------------------------------------
     def test_a_head_that_trickles_in_past_the_headers_timeout_is_cut_off(self):
         self.start("limits: {timeouts: {headers: 300ms}}")
