@@ -1,34 +1,54 @@
 #include "detectors/decode.hpp"
 
+#include <brotli/decode.h>
 #include <zlib.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <memory>
 
 namespace leakscope::detectors {
+
+namespace {
+
+constexpr std::size_t chunk = 64 * 1024;
+
+// Appends up to the cap; true when the cap cut the output.
+bool append_capped(decoded& out, const char* data, std::size_t n, std::size_t cap) {
+  const std::size_t room = cap - out.data.size();
+  out.data.append(data, std::min(n, room));
+  if (n > room) {
+    out.limit_hit = true;
+  }
+  return out.limit_hit;
+}
+
+}  // namespace
 
 decoded inflate_capped(std::string_view input, std::size_t cap, bool raw) {
   decoded out;
   z_stream z{};
-  // 15 + 32: zlib or gzip, detected from the header; -15: raw deflate (RFC 1951).
+  // 15 + 32: zlib or gzip, detected from the header; -15: raw deflate.
   if (inflateInit2(&z, raw ? -15 : 15 + 32) != Z_OK) {
     return out;
   }
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(input.data()));
   z.avail_in = static_cast<uInt>(input.size());
-  char buf[16384];
+  std::array<char, chunk> buf;
   int rc = Z_OK;
   while (true) {
-    z.next_out = reinterpret_cast<Bytef*>(buf);
-    z.avail_out = sizeof buf;
+    z.next_out = reinterpret_cast<Bytef*>(buf.data());
+    z.avail_out = buf.size();
     rc = inflate(&z, Z_NO_FLUSH);
-    const std::size_t produced = sizeof buf - z.avail_out;
-    const std::size_t room = cap - out.data.size();
-    out.data.append(buf, std::min(produced, room));
-    if (produced > room) {
-      out.limit_hit = true;
+    const std::size_t produced = buf.size() - z.avail_out;
+    if (append_capped(out, buf.data(), produced, cap)) {
       break;
     }
     if (rc == Z_STREAM_END) {
-      // Concatenated gzip members (RFC 1952 §2.2) decode as one body.
-      if (!raw && z.avail_in > 0 && looks_compressed(std::string_view(reinterpret_cast<char*>(z.next_in), z.avail_in))) {
+      if (!raw && z.avail_in > 0 &&
+          looks_compressed(std::string_view(reinterpret_cast<char*>(z.next_in), z.avail_in))) {
         inflateReset(&z);
         continue;
       }
@@ -38,18 +58,148 @@ decoded inflate_capped(std::string_view input, std::size_t cap, bool raw) {
       break;
     }
   }
-  out.ok = rc == Z_STREAM_END || (rc == Z_OK && !out.data.empty()) || out.limit_hit;
+  out.ok = rc == Z_STREAM_END || out.limit_hit;
   inflateEnd(&z);
   return out;
 }
 
+decoded brotli_capped(std::string_view input, std::size_t cap) {
+  decoded out;
+  std::unique_ptr<BrotliDecoderState, decltype(&BrotliDecoderDestroyInstance)> state(
+      BrotliDecoderCreateInstance(nullptr, nullptr, nullptr), BrotliDecoderDestroyInstance);
+  if (!state) {
+    return out;
+  }
+  auto* next_in = reinterpret_cast<const std::uint8_t*>(input.data());
+  std::size_t avail_in = input.size();
+  std::array<char, chunk> buf;
+  while (true) {
+    auto* next_out = reinterpret_cast<std::uint8_t*>(buf.data());
+    std::size_t avail_out = buf.size();
+    const auto rc = BrotliDecoderDecompressStream(state.get(), &avail_in, &next_in, &avail_out, &next_out, nullptr);
+    if (append_capped(out, buf.data(), buf.size() - avail_out, cap)) {
+      out.ok = true;
+      return out;
+    }
+    if (rc == BROTLI_DECODER_RESULT_SUCCESS) {
+      out.ok = true;
+      return out;
+    }
+    if (rc != BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT) {
+      return out;  // error, or input ended before the stream did
+    }
+  }
+}
+
+decoded zstd_capped(std::string_view input, std::size_t cap) {
+  decoded out;
+  std::unique_ptr<ZSTD_DStream, decltype(&ZSTD_freeDStream)> stream(ZSTD_createDStream(), ZSTD_freeDStream);
+  if (!stream) {
+    return out;
+  }
+  ZSTD_inBuffer in{input.data(), input.size(), 0};
+  std::array<char, chunk> buf;
+  std::size_t last = 1;
+  while (true) {
+    ZSTD_outBuffer o{buf.data(), buf.size(), 0};
+    last = ZSTD_decompressStream(stream.get(), &o, &in);
+    if (ZSTD_isError(last)) {
+      return out;
+    }
+    if (append_capped(out, buf.data(), o.pos, cap)) {
+      out.ok = true;
+      return out;
+    }
+    if (in.pos == in.size && o.pos < o.size) {
+      break;  // all input consumed and the decoder had room to spare: nothing more to flush
+    }
+  }
+  out.ok = last == 0;  // 0: a frame ended exactly here
+  return out;
+}
+
 bool looks_compressed(std::string_view d) {
-  if (d.size() >= 2 && static_cast<unsigned char>(d[0]) == 0x1f && static_cast<unsigned char>(d[1]) == 0x8b) {
+  if (d.size() < 2) {
+    return false;
+  }
+  const auto b0 = static_cast<unsigned char>(d[0]);
+  const auto b1 = static_cast<unsigned char>(d[1]);
+  if (b0 == 0x1f && b1 == 0x8b) {
     return true;
   }
-  // zlib: CM=8, and the header as a 16-bit number is a multiple of 31 (RFC 1950 §2.2).
-  return d.size() >= 2 && (static_cast<unsigned char>(d[0]) & 0x0f) == 8 &&
-         ((static_cast<unsigned>(static_cast<unsigned char>(d[0])) << 8) | static_cast<unsigned char>(d[1])) % 31 == 0;
+  // zlib: CM = 8 with a window of at most 32 KiB, and the header as a 16-bit number is a
+  // multiple of 31 (RFC 1950 §2.2).
+  return (b0 & 0x0f) == 8 && (b0 >> 4) <= 7 && ((b0 << 8) | b1) % 31 == 0;
+}
+
+content decode_content(std::string_view body, std::string_view content_encoding, std::size_t cap) {
+  content out;
+  out.data.assign(body);
+  // Codings are listed in the order they were applied (RFC 9110 §8.4): undo from the last.
+  std::vector<std::string> codings;
+  std::size_t start = 0;
+  while (start <= content_encoding.size()) {
+    const auto comma = content_encoding.find(',', start);
+    std::string token(content_encoding.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+    token.erase(0, token.find_first_not_of(" \t"));
+    token.erase(token.find_last_not_of(" \t") + 1);
+    std::transform(token.begin(), token.end(), token.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (!token.empty() && token != "identity") {
+      codings.push_back(token);
+    }
+    if (comma == std::string_view::npos) {
+      break;
+    }
+    start = comma + 1;
+  }
+  if (codings.size() > 2) {
+    out.incomplete.push_back("too_many_encodings");
+    codings.erase(codings.begin(), codings.end() - 2);
+  }
+  auto apply = [&](const decoded& d, const std::string& name) {
+    if (d.limit_hit) {
+      out.incomplete.push_back("decompression_limit");
+    }
+    if (!d.ok && !d.limit_hit) {
+      out.incomplete.push_back("decode_error");
+      return false;
+    }
+    out.data = d.data;
+    out.chain.push_back(name);
+    return !d.limit_hit;
+  };
+  for (auto it = codings.rbegin(); it != codings.rend(); ++it) {
+    const auto& c = *it;
+    bool go_on = true;
+    if (c == "gzip" || c == "x-gzip") {
+      go_on = apply(inflate_capped(out.data, cap), "gzip");
+    } else if (c == "deflate") {
+      // "deflate" means zlib (RFC 9110 §8.4.1.2), but many servers and SDKs send raw deflate.
+      auto d = inflate_capped(out.data, cap);
+      if (!d.ok) {
+        d = inflate_capped(out.data, cap, true);
+      }
+      go_on = apply(d, "deflate");
+    } else if (c == "br") {
+      go_on = apply(brotli_capped(out.data, cap), "br");
+    } else if (c == "zstd") {
+      go_on = apply(zstd_capped(out.data, cap), "zstd");
+    } else {
+      out.incomplete.push_back("decode_error");  // an unknown coding: scan the bytes as they are
+      go_on = false;
+    }
+    if (!go_on) {
+      return out;
+    }
+  }
+  if (looks_compressed(out.data)) {
+    const auto d = inflate_capped(out.data, cap);
+    if (d.ok) {
+      const bool gzip = static_cast<unsigned char>(out.data[0]) == 0x1f;
+      apply(d, gzip ? "gzip" : "deflate");
+    }
+  }
+  return out;
 }
 
 std::string percent_decode(std::string_view text, bool plus_is_space) {
@@ -76,6 +226,101 @@ std::string percent_decode(std::string_view text, bool plus_is_space) {
     } else {
       out += text[i];
     }
+  }
+  return out;
+}
+
+namespace {
+
+constexpr char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr char b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+int b64_value(char c) {
+  if (c >= 'A' && c <= 'Z') {
+    return c - 'A';
+  }
+  if (c >= 'a' && c <= 'z') {
+    return c - 'a' + 26;
+  }
+  if (c >= '0' && c <= '9') {
+    return c - '0' + 52;
+  }
+  if (c == '+' || c == '-') {
+    return 62;
+  }
+  if (c == '/' || c == '_') {
+    return 63;
+  }
+  return -1;
+}
+
+}  // namespace
+
+std::optional<std::string> base64_decode(std::string_view text) {
+  while (!text.empty() && text.back() == '=') {
+    text.remove_suffix(1);
+  }
+  if (text.size() % 4 == 1) {
+    return std::nullopt;
+  }
+  std::string out;
+  out.reserve(text.size() * 3 / 4);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (const char c : text) {
+    const int v = b64_value(c);
+    if (v < 0) {
+      return std::nullopt;
+    }
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  return out;
+}
+
+std::string base64_encode(std::string_view bytes, bool url_safe, bool pad) {
+  const char* alphabet = url_safe ? b64_url : b64_std;
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const std::uint32_t n = (static_cast<std::uint8_t>(bytes[i]) << 16) | (static_cast<std::uint8_t>(bytes[i + 1]) << 8) |
+                            static_cast<std::uint8_t>(bytes[i + 2]);
+    out += alphabet[(n >> 18) & 63];
+    out += alphabet[(n >> 12) & 63];
+    out += alphabet[(n >> 6) & 63];
+    out += alphabet[n & 63];
+  }
+  const std::size_t rest = bytes.size() - i;
+  if (rest > 0) {
+    std::uint32_t n = static_cast<std::uint8_t>(bytes[i]) << 16;
+    if (rest == 2) {
+      n |= static_cast<std::uint8_t>(bytes[i + 1]) << 8;
+    }
+    out += alphabet[(n >> 18) & 63];
+    out += alphabet[(n >> 12) & 63];
+    if (rest == 2) {
+      out += alphabet[(n >> 6) & 63];
+    }
+    if (pad) {
+      out.append(3 - rest, '=');
+    }
+  }
+  return out;
+}
+
+std::string hex_encode(std::string_view bytes, bool upper) {
+  const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (const char c : bytes) {
+    const auto b = static_cast<std::uint8_t>(c);
+    out += digits[b >> 4];
+    out += digits[b & 15];
   }
   return out;
 }

@@ -1,26 +1,48 @@
 #pragma once
-// Body and field decoders. Every decoder has an output cap: a decompression bomb stops at the
+// Body and field decoders. Every decompressor streams with an output cap: a bomb stops at the
 // cap with `limit_hit` set, and what was decoded so far is still returned for scanning.
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace leakscope::detectors {
 
 struct decoded {
   std::string data;
-  bool ok = false;         // the input was valid in this encoding (up to where it ended)
+  bool ok = false;         // the input was valid in this coding (complete, or cut by the cap)
   bool limit_hit = false;  // output reached the cap
 };
 
-// gzip or zlib (auto-detected), or raw deflate when `raw` is set.
+// gzip (members concatenated as RFC 1952 §2.2 allows) or zlib, auto-detected; raw deflate
+// (RFC 1951) when `raw` is set.
 decoded inflate_capped(std::string_view input, std::size_t cap, bool raw = false);
+decoded brotli_capped(std::string_view input, std::size_t cap);
+decoded zstd_capped(std::string_view input, std::size_t cap);
 
 // True when `data` starts like a gzip member or a zlib stream.
 bool looks_compressed(std::string_view data);
 
+// A body after its Content-Encoding layers (outermost first in `chain`, as in leak records).
+struct content {
+  std::string data;
+  std::vector<std::string> chain;       // e.g. {"gzip"}; undeclared gzip/zlib is listed too
+  std::vector<std::string> incomplete;  // "decompression_limit", "decode_error", "too_many_encodings"
+};
+
+// Undoes Content-Encoding (gzip, x-gzip, deflate as zlib or raw, br, zstd, identity; up to
+// two layers), then a gzip/zlib layer the header did not declare. On a decoding error the
+// input of the failing layer is kept, so nothing goes unscanned.
+content decode_content(std::string_view body, std::string_view content_encoding, std::size_t cap);
+
 // "%E5%BC%A0+a" -> "张 a" (`plus_is_space` for form and query values).
 std::string percent_decode(std::string_view text, bool plus_is_space);
+
+// Standard or URL-safe alphabet, padded or not; nullopt when `text` is not base64.
+std::optional<std::string> base64_decode(std::string_view text);
+std::string base64_encode(std::string_view bytes, bool url_safe = false, bool pad = true);
+std::string hex_encode(std::string_view bytes, bool upper = false);
 
 }  // namespace leakscope::detectors

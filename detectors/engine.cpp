@@ -1,13 +1,14 @@
 #include "detectors/engine.hpp"
 
 #include "detectors/decode.hpp"
-
-#include <re2/re2.h>
+#include "detectors/patterns.hpp"
+#include "detectors/structure.hpp"
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <map>
 #include <set>
-#include <stdexcept>
 #include <strings.h>
 
 namespace leakscope::detectors {
@@ -20,227 +21,523 @@ std::string mask(const std::string& value) {
   return value.substr(0, keep) + std::string(value.size() - 2 * keep, '*') + value.substr(value.size() - keep);
 }
 
-bool luhn_valid(std::string_view digits) {
-  int sum = 0;
-  bool twice = false;
-  for (auto it = digits.rbegin(); it != digits.rend(); ++it) {
-    if (!std::isdigit(static_cast<unsigned char>(*it))) {
-      return false;
-    }
-    int d = *it - '0';
-    if (twice) {
-      d *= 2;
-      if (d > 9) {
-        d -= 9;
-      }
-    }
-    sum += d;
-    twice = !twice;
-  }
-  return !digits.empty() && sum % 10 == 0;
-}
-
 namespace {
 
-std::string digits_only(std::string_view s) {
-  std::string out;
-  for (const char c : s) {
-    if (std::isdigit(static_cast<unsigned char>(c))) {
-      out += c;
-    }
-  }
-  return out;
+constexpr int max_nesting = 3;               // values inside values, as the design asks
+constexpr std::size_t max_nested_scans = 512;  // per request: bounds work on hostile bodies
+constexpr double metres_per_degree = 111'320.0;
+
+using chain_t = std::vector<std::string>;
+
+chain_t plus(chain_t chain, std::initializer_list<std::string> more) {
+  chain.insert(chain.end(), more.begin(), more.end());
+  return chain;
 }
 
-// The forms a phone number takes in SDK traffic: bare, with the country code in its three
-// spellings, and grouped 3-4-4 with spaces or dashes (Chinese mobile numbers).
-std::vector<std::string> phone_forms(const std::string& number) {
-  std::string national = digits_only(number);
-  for (const char* prefix : {"0086", "86"}) {
-    const std::string p = prefix;
-    if (national.size() == 11 + p.size() && national.rfind(p, 0) == 0) {
-      national = national.substr(p.size());
+std::string header_value(const http_request& r, const char* name) {
+  for (const auto& h : r.headers) {
+    if (::strcasecmp(h.name.c_str(), name) == 0) {
+      return h.value;
     }
   }
-  std::vector<std::string> forms = {national};
-  for (const char* cc : {"+86", "+86 ", "+86-", "0086", "86-", "86 "}) {
-    forms.push_back(cc + national);
-  }
-  if (national.size() == 11) {
-    for (const char sep : {' ', '-'}) {
-      forms.push_back(national.substr(0, 3) + sep + national.substr(3, 4) + sep + national.substr(7));
-    }
-  }
-  return forms;
+  return {};
 }
 
-// IMEIs are printed with separators in some UIs and logs: 86-543210-123456-4, 86 543210 …
-std::vector<std::string> imei_forms(const std::string& imei) {
-  const std::string d = digits_only(imei);
-  std::vector<std::string> forms = {d};
-  if (d.size() == 15) {
-    for (const char sep : {'-', ' '}) {
-      forms.push_back(d.substr(0, 2) + sep + d.substr(2, 6) + sep + d.substr(8, 6) + sep + d.substr(14));
+bool plain_key(const std::string& k) {
+  return !k.empty() && std::all_of(k.begin(), k.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; });
+}
+
+// Path of a child inside a structure, in that format's own notation.
+std::string child_path(body_format f, const std::string& parent, const node& child, std::size_t index, bool in_array) {
+  switch (f) {
+    case body_format::json:
+      if (in_array) {
+        return parent + "[" + std::to_string(index) + "]";
+      }
+      return plain_key(child.key) ? parent + "." + child.key : parent + "[\"" + child.key + "\"]";
+    case body_format::xml:
+      return parent + "/" + child.key;
+    case body_format::protobuf:
+      return parent.empty() ? child.key : parent + "." + child.key;
+    default:
+      return parent.empty() ? child.key : parent + "." + child.key;
+  }
+}
+
+std::string root_path(body_format f) {
+  return f == body_format::json ? "$" : "";
+}
+
+// Base64 worth decoding: long enough, the right alphabet, and not plain hex or digits (which
+// are valid base64 characters but are identifiers in their own right).
+bool looks_base64(std::string_view v) {
+  if (v.size() < 16 || v.size() % 4 == 1) {
+    return false;
+  }
+  bool upper = false, lower = false, other = false;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const char c = v[i];
+    if (c >= 'A' && c <= 'Z') {
+      upper = true;
+    } else if (c >= 'a' && c <= 'z') {
+      lower = true;
+    } else if (c == '+' || c == '/' || c == '-' || c == '_') {
+      other = true;
+    } else if (c == '=') {
+      if (i + 2 < v.size()) {
+        return false;
+      }
+    } else if (!(c >= '0' && c <= '9')) {
+      return false;
     }
   }
-  return forms;
+  return (upper && lower) || other;
 }
+
+bool has_percent_escape(std::string_view v) {
+  for (std::size_t i = 0; i + 2 < v.size(); ++i) {
+    if (v[i] == '%' && std::isxdigit(static_cast<unsigned char>(v[i + 1])) && std::isxdigit(static_cast<unsigned char>(v[i + 2]))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+struct location_candidate {
+  double value;
+  std::string text;
+  std::string where;
+  chain_t encoding;
+};
 
 }  // namespace
 
-engine::engine(const config::device_profile& profile, engine_limits limits) : limits_(limits) {
-  std::set<std::pair<std::string, std::string>> seen;
-  auto add = [&](const std::string& category, const std::string& value, const std::string& form) {
-    if (!form.empty() && seen.insert({category, form}).second) {
-      forms_.push_back({category, value});
-      literal_.push_back(form);
-    }
-  };
-  for (const auto& imei : profile.imei) {
-    for (const auto& f : imei_forms(imei)) {
-      add("imei", imei, f);
-    }
-  }
-  for (const auto& phone : profile.phone_number) {
-    for (const auto& f : phone_forms(phone)) {
-      add("phone_number", phone, f);
-    }
+// One inspection: the request-wide state the detectors share while walking it.
+struct engine::scan {
+  const engine& e;
+  inspect_result out;
+  std::size_t nested_scans = 0;
+  std::map<std::size_t, std::pair<std::string, chain_t>> contacts;  // profile contact -> first place
+  std::map<std::size_t, std::string> sms_tags, sms_codes;           // profile SMS -> place
+  std::map<std::size_t, std::pair<std::string, chain_t>> apps;      // profile package -> first place
+  std::vector<location_candidate> numbers;
+
+  explicit scan(const engine& engine) : e(engine) {}
+
+  void add(std::string category, const char* source, std::string confidence, std::string where, chain_t encoding,
+           std::string value) {
+    out.findings.push_back({std::move(category), source, std::move(confidence), std::move(where), std::move(encoding),
+                            std::move(value)});
   }
 
-  re2::RE2::Options options;
-  options.set_literal(true);
-  options.set_case_sensitive(true);
-  options.set_max_mem(64 << 20);
-  known_ = std::make_unique<re2::RE2::Set>(options, re2::RE2::UNANCHORED);
-  for (const auto& form : literal_) {
-    std::string error;
-    if (known_->Add(form, &error) < 0) {
-      throw std::runtime_error("cannot compile the device profile value " + mask(form) + ": " + error);
-    }
-  }
-  if (!literal_.empty() && !known_->Compile()) {
-    throw std::runtime_error("the device profile is too large to compile into one matcher");
-  }
-  imei_pattern_ = std::make_unique<re2::RE2>("(?:^|[^0-9])([0-9]{15})(?:[^0-9]|$)");
-}
-
-void engine::scan(std::string_view text, const std::string& where, const std::vector<std::string>& encoding,
-                  inspect_result& out) const {
-  if (text.empty()) {
-    return;
-  }
-  std::set<std::string> known_here;
-  if (!literal_.empty()) {
-    std::vector<int> hits;
-    re2::RE2::Set::ErrorInfo info{};
-    if (!known_->Match(re2::StringPiece(text.data(), text.size()), &hits, &info) &&
-        info.kind != re2::RE2::Set::kNoError) {
-      // RE2 ran out of memory: this buffer was not scanned, which is not the same as clean.
+  // Known values found in `hits` at `where`.
+  void known(const known_hits& hits, const std::string& where, const chain_t& chain) {
+    if (hits.error) {
       out.incomplete.push_back("scan_incomplete");
     }
-    std::sort(hits.begin(), hits.end());
-    for (const int i : hits) {
-      const auto& form = forms_[static_cast<std::size_t>(i)];
-      if (!known_here.insert(form.category + '\0' + form.value).second) {
-        continue;  // several spellings of one value in one place are one finding
+    for (const auto* f : hits.forms) {
+      const auto& value = e.known_.value(f->value);
+      const chain_t encoding = plus(chain, {});
+      chain_t full = encoding;
+      full.insert(full.end(), f->encoding.begin(), f->encoding.end());
+      if (f->kind == kind_contact) {
+        contacts.emplace(f->value, std::make_pair(where, full));
+      } else if (f->kind == kind_sms_tag) {
+        sms_tags.emplace(e.known_.sms_of(f->value), where);
+      } else if (f->kind == kind_sms_code) {
+        sms_codes.emplace(e.known_.sms_of(f->value), where);
+      } else if (f->kind == "installed_apps") {
+        apps.emplace(f->value, std::make_pair(where, full));
+      } else {
+        add(f->kind, "known", "high", where, full, value);
       }
-      out.findings.push_back({form.category, "known", "high", where, encoding, form.value});
     }
   }
 
-  // After a match the remaining input starts just past the consumed delimiter, so `^` there is
-  // a true boundary and back-to-back values separated by one character are both found.
-  re2::StringPiece input(text.data(), text.size());
-  std::string candidate;
-  while (re2::RE2::FindAndConsume(&input, *imei_pattern_, &candidate)) {
-    const bool same_digits = candidate.find_first_not_of(candidate[0]) == std::string::npos;
-    if (!luhn_valid(candidate) || same_digits || known_here.count("imei" + std::string(1, '\0') + candidate)) {
-      continue;
-    }
-    const bool named = where.find("imei") != std::string::npos || where.find("IMEI") != std::string::npos;
-    out.findings.push_back({"imei", "pattern", named ? "high" : "medium", where, encoding, candidate});
-  }
-}
-
-void engine::scan_body(const http_request& request, inspect_result& out) const {
-  if (request.body.empty()) {
-    return;
-  }
-  std::string content_encoding;
-  for (const auto& h : request.headers) {
-    if (::strcasecmp(h.name.c_str(), "content-encoding") == 0) {
-      content_encoding = h.value;
-    }
-  }
-  std::transform(content_encoding.begin(), content_encoding.end(), content_encoding.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-
-  const bool declared = content_encoding == "gzip" || content_encoding == "x-gzip" || content_encoding == "deflate";
-  // SDKs often send gzip or zlib bodies without saying so; the magic bytes tell.
-  if (declared || looks_compressed(request.body)) {
-    auto result = inflate_capped(request.body, limits_.max_decoded_body);
-    std::string name = request.body.size() >= 2 && static_cast<unsigned char>(request.body[0]) == 0x1f ? "gzip" : "deflate";
-    if (!result.ok && content_encoding == "deflate") {
-      result = inflate_capped(request.body, limits_.max_decoded_body, true);  // raw deflate
-      name = "deflate";
-    }
-    if (result.limit_hit) {
-      out.incomplete.push_back("decompression_limit");
-    }
-    if (result.ok) {
-      scan(result.data, "body", {name}, out);
+  void numbers_in(std::string_view text, const std::string& where, const chain_t& chain) {
+    if (!e.known_.location() || text.size() > 4096) {
       return;
     }
-    if (declared) {
-      out.incomplete.push_back("decode_error");
+    std::size_t i = 0;
+    while (i < text.size()) {
+      while (i < text.size() && !(std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '-')) {
+        ++i;
+      }
+      std::size_t j = i;
+      while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) || text[j] == '.' || text[j] == '-')) {
+        ++j;
+      }
+      if (j > i) {
+        const std::string token(text.substr(i, j - i));
+        char* end = nullptr;
+        const double v = std::strtod(token.c_str(), &end);
+        if (end == token.c_str() + token.size() && std::isfinite(v)) {
+          numbers.push_back({v, token, where, chain});
+        }
+      }
+      i = j == i ? i + 1 : j;
     }
   }
-  scan(request.body, "body", {}, out);
-}
+
+  // A scalar: known values (when the enclosing buffer had any), patterns, values inside it.
+  void leaf(const std::string& key, std::string_view value, const std::string& where, const chain_t& chain, int depth,
+            bool known_here) {
+    if (value.empty()) {
+      return;
+    }
+    if (known_here) {
+      known(e.known_.match(value), where, chain);
+    }
+    std::vector<pattern_hit> hits;
+    scan_scalar(key, value, hits);
+    for (auto& h : hits) {
+      add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
+    }
+    numbers_in(value, where, chain);
+    nested(key, value, where, chain, depth);
+  }
+
+  // Values inside values: URL-encoded text, base64 (maybe of gzip), JSON in a string.
+  void nested(const std::string& key, std::string_view value, const std::string& where, const chain_t& chain, int depth) {
+    if (depth >= max_nesting || nested_scans >= max_nested_scans) {
+      return;
+    }
+    if (has_percent_escape(value)) {
+      ++nested_scans;
+      buffer(percent_decode(value, true), where, plus(chain, {"url"}), depth + 1, key, "");
+    } else if (looks_base64(value)) {
+      auto bytes = base64_decode(value);
+      if (bytes && !bytes->empty()) {
+        ++nested_scans;
+        chain_t c = plus(chain, {"base64"});
+        if (looks_compressed(*bytes)) {
+          auto inflated = inflate_capped(*bytes, e.limits_.max_decoded_body);
+          if (inflated.limit_hit) {
+            out.incomplete.push_back("decompression_limit");
+          }
+          if (inflated.ok) {
+            c.push_back(static_cast<unsigned char>((*bytes)[0]) == 0x1f ? "gzip" : "deflate");
+            bytes = std::move(inflated.data);
+          }
+        }
+        if (looks_textual(*bytes)) {
+          buffer(*bytes, where, c, depth + 1, key, "");
+        } else {
+          // Binary: only the profile's literal forms can be told apart from noise here.
+          known(e.known_.match(*bytes), where, c);
+        }
+      }
+    } else if (value.size() >= 2 && (value.front() == '{' || value.front() == '[')) {
+      ++nested_scans;
+      buffer(value, where, chain, depth + 1, key, "application/json");
+    }
+  }
+
+  void walk(const node& n, body_format f, const std::string& prefix, const std::string& path, const chain_t& chain,
+            int depth, bool known_here) {
+    const std::string where = prefix + path;
+    switch (n.kind) {
+      case node::type::string:
+      case node::type::number:
+        leaf(n.key, n.text, where, chain, depth, known_here);
+        if (n.kind == node::type::string && n.text.size() < 65536 &&
+            n.text.find_first_of(",;|") != std::string::npos) {
+          list_in_string(n, where, chain);
+        }
+        return;
+      case node::type::object: {
+        std::vector<pattern_hit> hits;
+        scan_object(n, hits);
+        // Repeated members (XML siblings, protobuf repeated fields) are lists too.
+        std::map<std::string, std::vector<const node*>> groups;
+        for (const auto& c : n.children) {
+          groups[c.key].push_back(&c);
+        }
+        for (const auto& [k, items] : groups) {
+          if (items.size() >= 2) {
+            scan_list(k, items, hits);
+          }
+        }
+        for (auto& h : hits) {
+          add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
+        }
+        for (std::size_t i = 0; i < n.children.size(); ++i) {
+          walk(n.children[i], f, prefix, child_path(f, path, n.children[i], i, false), chain, depth, known_here);
+        }
+        return;
+      }
+      case node::type::array: {
+        std::vector<const node*> items;
+        for (const auto& c : n.children) {
+          items.push_back(&c);
+        }
+        std::vector<pattern_hit> hits;
+        scan_list(n.key, items, hits);
+        for (auto& h : hits) {
+          add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
+        }
+        for (std::size_t i = 0; i < n.children.size(); ++i) {
+          walk(n.children[i], f, prefix, child_path(f, path, n.children[i], i, true), chain, depth, known_here);
+        }
+        return;
+      }
+      case node::type::other:
+        return;
+    }
+  }
+
+  // "com.a.b,com.c.d,…" or "aa:bb:…;cc:dd:…" in one string: checked as a list.
+  void list_in_string(const node& n, const std::string& where, const chain_t& chain) {
+    std::vector<node> parts;
+    std::string_view rest = n.text;
+    while (!rest.empty() && parts.size() < 10'000) {
+      const auto cut = rest.find_first_of(",;|");
+      node p;
+      p.kind = node::type::string;
+      p.text = std::string(rest.substr(0, cut));
+      p.text.erase(0, p.text.find_first_not_of(" "));
+      p.text.erase(p.text.find_last_not_of(" ") + 1);
+      parts.push_back(std::move(p));
+      rest = cut == std::string_view::npos ? std::string_view() : rest.substr(cut + 1);
+    }
+    std::vector<const node*> items;
+    for (const auto& p : parts) {
+      items.push_back(&p);
+    }
+    std::vector<pattern_hit> hits;
+    scan_list(n.key, items, hits);
+    for (auto& h : hits) {
+      add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
+    }
+  }
+
+  // A buffer of bytes: parsed by its format when it has one, else scanned as text.
+  void buffer(std::string_view data, const std::string& where, const chain_t& chain, int depth, const std::string& key,
+              std::string_view content_type) {
+    const auto hits = e.known_.match(data);
+    const body_format f = sniff_format(data, content_type);
+    std::optional<node> root;
+    if (f != body_format::text && (f != body_format::protobuf || depth == 0 || !content_type.empty())) {
+      root = parse_body(data, f, content_type);
+    }
+    if (!root) {
+      known(hits, where, chain);
+      leaf_text(key, data, where, chain, depth);
+      return;
+    }
+    const std::size_t before = out.findings.size();
+    const std::string prefix = where + (where.empty() ? "" : (depth == 0 && where == "body" ? "." : "/")) + format_name(f) + ":";
+    const bool known_here = !hits.forms.empty() || hits.error;
+    walk(*root, f, prefix, root_path(f), plus(chain, {format_name(f)}), depth, known_here);
+    // Profile values the leaves did not account for (in keys, across fields, in raw bytes) are
+    // still reported, at the level of the whole buffer.
+    if (known_here) {
+      std::set<std::string> found;
+      for (std::size_t i = before; i < out.findings.size(); ++i) {
+        if (out.findings[i].source == std::string("known")) {
+          found.insert(out.findings[i].category + '\0' + out.findings[i].value);
+        }
+      }
+      known_hits rest;
+      rest.error = hits.error;
+      for (const auto* form : hits.forms) {
+        const bool special = form->kind == kind_contact || form->kind == kind_sms_tag || form->kind == kind_sms_code ||
+                             form->kind == "installed_apps";
+        if (!special && !found.count(form->kind + '\0' + e.known_.value(form->value))) {
+          rest.forms.push_back(form);
+        }
+      }
+      known(rest, where, chain);
+    }
+  }
+
+  void leaf_text(const std::string& key, std::string_view text, const std::string& where, const chain_t& chain, int depth) {
+    std::vector<pattern_hit> hits;
+    scan_scalar(key, text, hits);
+    for (auto& h : hits) {
+      add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
+    }
+    numbers_in(text, where, chain);
+    if (depth < max_nesting && text.size() < 65536) {
+      nested(key, text, where, chain, depth);
+    }
+  }
+
+  void request_level() {
+    if (contacts.size() >= 2) {
+      std::string names;
+      for (const auto& [i, place] : contacts) {
+        names += (names.empty() ? "" : ", ") + e.known_.value(i);
+      }
+      const auto& first = contacts.begin()->second;
+      add("contacts", "known", "high", first.first, first.second, names);
+    }
+    for (const auto& [sms, where] : sms_tags) {
+      if (sms_codes.count(sms)) {
+        add("sms", "known", "high", where, {}, "sms #" + std::to_string(sms + 1) + " (sender tag and code)");
+      }
+    }
+    if (apps.size() >= 2) {
+      const auto& first = apps.begin()->second;
+      add("installed_apps", "known", "high", first.first, first.second,
+          std::to_string(apps.size()) + " profile packages, " + e.known_.value(apps.begin()->first));
+    }
+    location();
+  }
+
+  // The profile's GPS fix, in any precision of at least two decimals, either order, or scaled
+  // to an integer by 1e5 or 1e6, within radius_m of the fix.
+  void location() {
+    const auto& fix = e.known_.location();
+    if (!fix || numbers.empty()) {
+      return;
+    }
+    const double lat_tolerance = fix->radius_m / metres_per_degree;
+    const double lng_tolerance = fix->radius_m / (metres_per_degree * std::max(0.01, std::cos(fix->lat * M_PI / 180)));
+    struct pick {
+      const location_candidate* c;
+      double degrees;
+      const char* scale;
+    };
+    std::vector<pick> lats, lngs;
+    for (const auto& c : numbers) {
+      const bool decimal = c.text.find('.') != std::string::npos;
+      const auto dot = c.text.find('.');
+      if (decimal && c.text.size() - dot - 1 < 2) {
+        continue;
+      }
+      const std::pair<double, const char*> scales[] = {{1.0, nullptr}, {1e5, "x1e5"}, {1e6, "x1e6"}};
+      for (const auto& [scale, name] : scales) {
+        if ((scale == 1.0) != decimal) {
+          continue;  // decimals are degrees; integers are degrees scaled
+        }
+        const double d = c.value / scale;
+        if (std::abs(d - fix->lat) <= lat_tolerance) {
+          lats.push_back({&c, d, name});
+        }
+        if (std::abs(d - fix->lng) <= lng_tolerance) {
+          lngs.push_back({&c, d, name});
+        }
+      }
+    }
+    for (const auto& a : lats) {
+      for (const auto& b : lngs) {
+        if (a.c == b.c) {
+          continue;
+        }
+        const double dlat = (a.degrees - fix->lat) * metres_per_degree;
+        const double dlng = (b.degrees - fix->lng) * metres_per_degree * std::cos(fix->lat * M_PI / 180);
+        if (std::hypot(dlat, dlng) <= fix->radius_m) {
+          chain_t encoding = a.c->encoding;
+          if (a.scale != nullptr) {
+            encoding.push_back(a.scale);
+          }
+          add("location", "known", "high", a.c->where, encoding, a.c->text + "," + b.c->text);
+          return;
+        }
+      }
+    }
+  }
+
+  // Known findings win over pattern findings of the same category in the same place; repeats go.
+  void finish() {
+    std::set<std::string> known_places, seen;
+    for (const auto& f : out.findings) {
+      if (f.source == std::string("known")) {
+        known_places.insert(f.category + '\0' + f.where);
+      }
+    }
+    std::vector<finding> unique;
+    for (auto& f : out.findings) {
+      const bool pattern = f.source == std::string("pattern");
+      if (pattern && known_places.count(f.category + '\0' + f.where)) {
+        continue;
+      }
+      const std::string id = f.category + '\0' + f.where + '\0' + f.value;
+      if (seen.insert(id).second) {
+        unique.push_back(std::move(f));
+      }
+    }
+    out.findings = std::move(unique);
+    std::sort(out.incomplete.begin(), out.incomplete.end());
+    out.incomplete.erase(std::unique(out.incomplete.begin(), out.incomplete.end()), out.incomplete.end());
+  }
+};
+
+engine::engine(const config::device_profile& profile, engine_limits limits) : known_(profile), limits_(limits) {}
 
 inspect_result engine::inspect(const http_request& request) const {
-  inspect_result out;
+  scan s(*this);
   const auto& target = request.target;
   const auto q = target.find('?');
   const std::string_view path = std::string_view(target).substr(0, q);
-  scan(path, "url.path", {}, out);
+  s.known(known_.match(path), "url.path", {});
   const std::string decoded_path = percent_decode(path, false);
   if (decoded_path != path) {
-    scan(decoded_path, "url.path", {"url"}, out);
+    s.known(known_.match(decoded_path), "url.path", {"url"});
+  }
+  // Path segments are values too ("/v1/device/865432101234564/report").
+  std::size_t start = 0;
+  while (start < decoded_path.size()) {
+    const auto slash = decoded_path.find('/', start);
+    const auto segment = std::string_view(decoded_path).substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    if (!segment.empty()) {
+      std::vector<pattern_hit> hits;
+      scan_scalar("", segment, hits);
+      for (auto& h : hits) {
+        s.add(std::move(h.category), "pattern", std::move(h.confidence), "url.path", {}, std::move(h.value));
+      }
+    }
+    if (slash == std::string::npos) {
+      break;
+    }
+    start = slash + 1;
   }
   if (q != std::string::npos) {
-    std::string_view query = std::string_view(target).substr(q + 1);
-    while (!query.empty()) {
-      const auto amp = query.find('&');
-      const auto pair = query.substr(0, amp);
-      const auto eq = pair.find('=');
-      const std::string name = percent_decode(pair.substr(0, eq), true);
-      const std::string_view raw_value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-      const std::string value = percent_decode(raw_value, true);
-      scan(value, "url.query:" + name, value == raw_value ? std::vector<std::string>{} : std::vector<std::string>{"url"}, out);
-      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const node query = parse_form(std::string_view(target).substr(q + 1));
+    for (const auto& param : query.children) {
+      const std::string where = "url.query:" + param.key;
+      // parse_form has percent-decoded the value; when that changed it, the chain says so.
+      const bool encoded = target.find(param.key + "=" + param.text, q) == std::string::npos;
+      const chain_t chain = encoded ? chain_t{"url"} : chain_t{};
+      s.leaf(param.key, param.text, where, chain, 0, true);
+    }
+    std::vector<pattern_hit> hits;
+    scan_object(query, hits);
+    for (auto& h : hits) {
+      s.add(std::move(h.category), "pattern", std::move(h.confidence), "url.query", {}, std::move(h.value));
     }
   }
   for (const auto& h : request.headers) {
-    scan(h.value, "header:" + h.name, {}, out);
-  }
-  scan_body(request, out);
-  if (request.body_truncated) {
-    out.incomplete.push_back("body_truncated");
-  }
-
-  // A value found both raw and decoded in one place is reported once, with its first chain.
-  std::set<std::string> seen;
-  std::vector<finding> unique;
-  for (auto& f : out.findings) {
-    if (seen.insert(f.category + '\0' + f.value + '\0' + f.where).second) {
-      unique.push_back(std::move(f));
+    if (::strcasecmp(h.name.c_str(), "cookie") == 0) {
+      std::string_view rest = h.value;
+      while (!rest.empty()) {
+        const auto semi = rest.find(';');
+        auto pair = rest.substr(0, semi);
+        while (!pair.empty() && pair.front() == ' ') {
+          pair.remove_prefix(1);
+        }
+        const auto eq = pair.find('=');
+        const std::string name(pair.substr(0, eq));
+        const auto value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+        s.leaf(name, value, "cookie:" + name, {}, 0, true);
+        rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
+      }
+      continue;
     }
+    s.leaf(h.name, h.value, "header:" + h.name, {}, 0, true);
   }
-  out.findings = std::move(unique);
-  std::sort(out.incomplete.begin(), out.incomplete.end());
-  out.incomplete.erase(std::unique(out.incomplete.begin(), out.incomplete.end()), out.incomplete.end());
-  return out;
+  if (!request.body.empty()) {
+    auto body = decode_content(request.body, header_value(request, "content-encoding"), limits_.max_decoded_body);
+    s.out.incomplete.insert(s.out.incomplete.end(), body.incomplete.begin(), body.incomplete.end());
+    s.buffer(body.data, "body", body.chain, 0, "", header_value(request, "content-type"));
+  }
+  if (request.body_truncated) {
+    s.out.incomplete.push_back("body_truncated");
+  }
+  s.request_level();
+  s.finish();
+  return std::move(s.out);
 }
 
 }  // namespace leakscope::detectors

@@ -1,21 +1,20 @@
 #pragma once
 // The detector engine: a pure `inspect(request) -> findings`, built once from the device
-// profile. Known profile values are matched in one pass per buffer with an RE2::Set of
-// literals; patterns (values not in the profile) are validated (IMEI: Luhn).
+// profile. A request is decoded (Content-Encoding, then its structure, then values inside
+// values), every piece is matched against the profile's known values in one pass and checked
+// by the pattern detectors, and each finding says where it was and how it was wrapped.
 
 #include "config/config.hpp"
+#include "detectors/known.hpp"
 #include "detectors/request.hpp"
 
-#include <re2/set.h>
-
-#include <memory>
 #include <string>
 #include <vector>
 
 namespace leakscope::detectors {
 
 struct engine_limits {
-  std::size_t max_decoded_body = 64u << 20;
+  std::size_t max_decoded_body = 64u << 20;  // per message and per nested value
 };
 
 class engine {
@@ -24,27 +23,13 @@ class engine {
 
   inspect_result inspect(const http_request& request) const;
 
-  // How many literal forms the profile expanded to (for the start-up banner and tests).
-  std::size_t known_form_count() const { return forms_.size(); }
+  // How many literal forms the profile expanded to (for the start-up banner).
+  std::size_t known_form_count() const { return known_.forms().size(); }
 
  private:
-  struct known_form {
-    std::string category;
-    std::string value;  // the profile value this form stands for
-  };
-
-  void scan(std::string_view text, const std::string& where, const std::vector<std::string>& encoding,
-            inspect_result& out) const;
-  void scan_body(const http_request& request, inspect_result& out) const;
-
+  struct scan;
+  known_matcher known_;
   engine_limits limits_;
-  std::vector<known_form> forms_;    // parallel to literal_: what each Set entry stands for
-  std::vector<std::string> literal_;
-  std::unique_ptr<re2::RE2::Set> known_;
-  std::unique_ptr<re2::RE2> imei_pattern_;
 };
-
-// ISO/IEC 7812 Luhn check over a string of digits.
-bool luhn_valid(std::string_view digits);
 
 }  // namespace leakscope::detectors

@@ -1,5 +1,6 @@
 #include "detectors/decode.hpp"
 #include "detectors/engine.hpp"
+#include "detectors/validators.hpp"
 
 #include <doctest/doctest.h>
 #include <zlib.h>
@@ -97,8 +98,8 @@ TEST_CASE("a gzip body, declared or not, is decoded before matching") {
     const auto result = e.inspect(post(body, declared ? std::vector<header>{{"Content-Encoding", "gzip"}} : std::vector<header>{}));
     const auto* f = find(result, "imei", "known");
     REQUIRE(f != nullptr);
-    CHECK(f->where == "body");
-    CHECK(f->encoding == std::vector<std::string>{"gzip"});
+    CHECK(f->where == "body.json:$.header.imei");
+    CHECK(f->encoding == std::vector<std::string>{"gzip", "json"});
     CHECK(result.incomplete.empty());
   }
 }

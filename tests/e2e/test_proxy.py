@@ -81,7 +81,7 @@ class ProxyEndToEnd(unittest.TestCase):
         leak = leaks[0]
         self.assertEqual(leak["category"], "imei")
         self.assertEqual(leak["source"], "known")
-        self.assertEqual(leak["where"], "body")
+        self.assertEqual(leak["where"], "body.form:imei")
         self.assertEqual(leak["dest"]["host"], "sdk.umeng.com")
         self.assertEqual(leak["flow"], flows[0]["id"])
         self.assertEqual(leak["request"], {"method": "POST", "path": "/echo/form"})
@@ -112,7 +112,8 @@ class ProxyEndToEnd(unittest.TestCase):
         self.assertEqual(len(leaks), 1)
         leak = leaks[0]
         self.assertEqual(leak["category"], "imei")
-        self.assertEqual(leak["encoding"], ["gzip"])
+        self.assertEqual(leak["where"], "body.json:$.header.imei")
+        self.assertEqual(leak["encoding"], ["gzip", "json"])
         self.assertEqual(leak["dest"]["host"], "sdk.umeng.com")
         self.assertEqual(leak["dest"]["port"], self.origin.tls_port)
         self.assertEqual(leak["party"], "third")

@@ -1,0 +1,36 @@
+#pragma once
+// Pattern detectors: personal data that is not in the device profile, recognised by its shape,
+// a checksum, and the name it is sent under. Each finding says how sure it is:
+//   high   - checksum or strict shape, and a key that names the category
+//   medium - checksum or strict shape alone, or a weak key
+// Nothing is reported on shape alone where random data would often match (16 hex, UUIDs).
+
+#include "detectors/request.hpp"
+#include "detectors/structure.hpp"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace leakscope::detectors {
+
+struct pattern_hit {
+  std::string category;
+  std::string confidence;
+  std::string value;
+};
+
+// A single value sent under `key` (lower-case; "" when none): a JSON leaf, a form field, a
+// header. Free text inside the value is tokenised and each token's nearby words act as its key.
+void scan_scalar(std::string_view key, std::string_view value, std::vector<pattern_hit>& out);
+
+// Objects whose members together are personal data: a lat/lng pair, a cell tower, one SMS.
+void scan_object(const node& object, std::vector<pattern_hit>& out);
+
+// Collections: arrays, or comma-separated lists, of contacts, messages, BSSIDs, package names.
+void scan_list(std::string_view key, const std::vector<const node*>& items, std::vector<pattern_hit>& out);
+
+// "imei", "IMEI", "device_imei", "X-Device-Imei" -> "deviceimei": lower-case letters and digits.
+std::string normalize_key(std::string_view key);
+
+}  // namespace leakscope::detectors
