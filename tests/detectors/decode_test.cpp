@@ -1,0 +1,130 @@
+#include "detectors/decode.hpp"
+
+#include <brotli/encode.h>
+#include <doctest/doctest.h>
+#include <zlib.h>
+#include <zstd.h>
+
+using namespace leakscope::detectors;
+
+namespace {
+
+std::string deflate_with(const std::string& text, int window_bits) {
+  z_stream z{};
+  deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, window_bits, 9, Z_DEFAULT_STRATEGY);
+  std::string out(deflateBound(&z, text.size()) + 64, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+  z.avail_in = static_cast<uInt>(text.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+std::string gzip(const std::string& t) { return deflate_with(t, 15 + 16); }
+std::string zlib(const std::string& t) { return deflate_with(t, 15); }
+std::string raw_deflate(const std::string& t) { return deflate_with(t, -15); }
+
+std::string brotli(const std::string& t) {
+  std::string out(BrotliEncoderMaxCompressedSize(t.size()) + 64, '\0');
+  std::size_t n = out.size();
+  BrotliEncoderCompress(9, BROTLI_DEFAULT_WINDOW, BROTLI_MODE_GENERIC, t.size(),
+                        reinterpret_cast<const std::uint8_t*>(t.data()), &n, reinterpret_cast<std::uint8_t*>(out.data()));
+  out.resize(n);
+  return out;
+}
+
+std::string zstd(const std::string& t) {
+  std::string out(ZSTD_compressBound(t.size()), '\0');
+  out.resize(ZSTD_compress(out.data(), out.size(), t.data(), t.size(), 19));
+  return out;
+}
+
+const std::string text = "{\"imei\":\"865432101234564\",\"pad\":\"" + std::string(1000, 'p') + "\"}";
+
+}  // namespace
+
+TEST_CASE("each coding round-trips through decode_content") {
+  CHECK(decode_content(gzip(text), "gzip", 1 << 20).data == text);
+  CHECK(decode_content(gzip(text), "x-gzip", 1 << 20).chain == std::vector<std::string>{"gzip"});
+  CHECK(decode_content(zlib(text), "deflate", 1 << 20).data == text);
+  CHECK(decode_content(raw_deflate(text), "deflate", 1 << 20).data == text);  // raw deflate, as many servers send
+  CHECK(decode_content(brotli(text), "br", 1 << 20).data == text);
+  CHECK(decode_content(zstd(text), "zstd", 1 << 20).data == text);
+  CHECK(decode_content(text, "identity", 1 << 20).data == text);
+}
+
+TEST_CASE("two stacked codings are undone last-applied first") {
+  const auto body = brotli(gzip(text));  // Content-Encoding: gzip, br
+  const auto c = decode_content(body, "gzip, br", 1 << 20);
+  CHECK(c.data == text);
+  CHECK(c.chain == std::vector<std::string>{"br", "gzip"});
+  CHECK(c.incomplete.empty());
+}
+
+TEST_CASE("more than two codings is marked, the last two are undone") {
+  const auto c = decode_content(gzip(gzip(gzip(text))), "gzip, gzip, gzip", 1 << 20);
+  CHECK(c.incomplete == std::vector<std::string>{"too_many_encodings"});
+  // two declared layers, then the undeclared third is recognised by its magic bytes
+  CHECK(c.data == text);
+}
+
+TEST_CASE("gzip or zlib without a Content-Encoding header is still decoded") {
+  auto c = decode_content(gzip(text), "", 1 << 20);
+  CHECK(c.data == text);
+  CHECK(c.chain == std::vector<std::string>{"gzip"});
+  c = decode_content(zlib(text), "", 1 << 20);
+  CHECK(c.data == text);
+  CHECK(c.chain == std::vector<std::string>{"deflate"});
+}
+
+TEST_CASE("multi-member gzip decodes as one body") {
+  const auto d = inflate_capped(gzip("first half, ") + gzip("second half"), 1 << 20);
+  CHECK(d.ok);
+  CHECK(d.data == "first half, second half");
+}
+
+TEST_CASE("truncated gzip keeps what was decoded and says it failed") {
+  const auto full = gzip(text);
+  const auto d = inflate_capped(std::string_view(full).substr(0, full.size() / 2), 1 << 20);
+  CHECK_FALSE(d.ok);
+  CHECK(text.rfind(d.data, 0) == 0);
+  const auto c = decode_content(std::string_view(full).substr(0, full.size() / 2), "gzip", 1 << 20);
+  CHECK(c.incomplete == std::vector<std::string>{"decode_error"});
+  CHECK(c.data.size() == full.size() / 2);  // the undecodable layer is scanned as it came
+}
+
+TEST_CASE("a bomb in every coding stops at the cap") {
+  const std::string huge = "imei=865432101234564&" + std::string(64u << 20, 'A');
+  const std::size_t cap = 1u << 20;
+  const std::pair<const char*, std::string> bombs[] = {
+      {"gzip", gzip(huge)}, {"deflate", zlib(huge)}, {"br", brotli(huge)}, {"zstd", zstd(huge)}};
+  for (const auto& [coding, bomb] : bombs) {
+    CAPTURE(coding);
+    CHECK(bomb.size() < cap);
+    const auto c = decode_content(bomb, coding, cap);
+    CHECK(c.data.size() == cap);
+    CHECK(c.incomplete == std::vector<std::string>{"decompression_limit"});
+    CHECK(c.data.rfind("imei=865432101234564&", 0) == 0);
+  }
+}
+
+TEST_CASE("a lying Content-Encoding is a decode error, not a lost body") {
+  const auto c = decode_content(text, "br", 1 << 20);
+  CHECK(c.incomplete == std::vector<std::string>{"decode_error"});
+  CHECK(c.data == text);
+  CHECK(decode_content(text, "compress", 1 << 20).incomplete == std::vector<std::string>{"decode_error"});
+}
+
+TEST_CASE("base64 and hex") {
+  for (const std::string s : {"", "a", "ab", "abc", "abcd", "\xff\xfe\x00zz"}) {
+    CHECK(base64_decode(base64_encode(s)) == s);
+    CHECK(base64_decode(base64_encode(s, true, false)) == s);
+  }
+  CHECK(base64_encode("865432101234564") == "ODY1NDMyMTAxMjM0NTY0");
+  CHECK_FALSE(base64_decode("abc$").has_value());
+  CHECK_FALSE(base64_decode("abcde").has_value());
+  CHECK(hex_encode("\x01\xab", true) == "01AB");
+}
