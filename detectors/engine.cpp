@@ -441,16 +441,24 @@ struct engine::scan {
 
   // Known findings win over pattern findings of the same category in the same place; repeats go.
   void finish() {
-    std::set<std::string> known_places, seen;
+    std::vector<const finding*> known_findings;
     for (const auto& f : out.findings) {
       if (f.source == std::string("known")) {
-        known_places.insert(f.category + '\0' + f.where);
+        known_findings.push_back(&f);
       }
     }
+    // A pattern finding is covered by a known one of its category at the same place or inside
+    // it (a lat/lng object and its lat member).
+    auto covered = [&](const finding& p) {
+      return std::any_of(known_findings.begin(), known_findings.end(), [&](const finding* k) {
+        return k->category == p.category && k->where.compare(0, p.where.size(), p.where) == 0;
+      });
+    };
+    std::set<std::string> seen;
     std::vector<finding> unique;
     for (auto& f : out.findings) {
       const bool pattern = f.source == std::string("pattern");
-      if (pattern && known_places.count(f.category + '\0' + f.where)) {
+      if (pattern && covered(f)) {
         continue;
       }
       const std::string id = f.category + '\0' + f.where + '\0' + f.value;

@@ -123,7 +123,9 @@ std::vector<std::string> phone_variants(const std::string& number) {
   }
   if (national.size() == 11) {
     for (const char sep : {' ', '-'}) {
-      out.push_back(national.substr(0, 3) + sep + national.substr(3, 4) + sep + national.substr(7));
+      const std::string grouped = national.substr(0, 3) + sep + national.substr(3, 4) + sep + national.substr(7);
+      out.push_back(grouped);
+      out.push_back(std::string("+86") + sep + grouped);
     }
   }
   return out;

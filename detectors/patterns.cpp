@@ -65,7 +65,9 @@ bool key_contacts(std::string_view k) { return has_any(k, {"contact", "addressbo
 bool key_apps(std::string_view k) { return has_any(k, {"applist", "apps", "installed", "package", "pkg", "applications"}); }
 // Keys under which an 11-digit number is an identifier of something else, not a phone.
 bool key_not_phone(std::string_view k) {
-  return has_any(k, {"id", "order", "seq", "time", "ts", "ver", "count", "size", "amount", "price", "code", "num", "no", "sn"}) &&
+  return has_any(k, {"id", "order", "seq", "time", "ts", "ver", "count", "size", "amount", "price", "code", "num", "no", "sn",
+                     "build", "date", "day", "duration", "len", "offset", "index", "idx", "port", "score", "level",
+                     "rank", "balance", "total", "sum", "cost", "fee", "qq"}) &&
          !key_phone(k);
 }
 
@@ -171,10 +173,12 @@ void check_token(std::string_view key, std::string_view token, std::vector<patte
   }
   char mac_buf[13];
   if (!normalized_mac(token, mac_buf).empty() && (token.size() == 17 || key_mac(key) || key_wifi(key))) {
-    if (key_wifi(key)) {
+    if (key_mac(key) && !has_any(key, {"bssid", "ap"})) {
+      emit(out, "mac_address", true, token);  // the phone's own interface ("wifi_mac", "mac")
+    } else if (key_wifi(key)) {
       emit(out, "wifi_location", false, token);  // one BSSID; a list of them is a location
     } else {
-      emit(out, "mac_address", key_mac(key), token);
+      emit(out, "mac_address", false, token);
     }
     return;
   }
@@ -272,6 +276,11 @@ void scan_scalar(std::string_view raw_key, std::string_view value, std::vector<p
       }
     }
     i = j;
+  }
+  // A whole value that is one number written with separators: "+86 138 1234 5678".
+  if (value.size() <= 24 && value.find(' ') != std::string_view::npos &&
+      std::all_of(value.begin(), value.end(), [](unsigned char c) { return std::isdigit(c) || c == ' ' || c == '-' || c == '+' || c == '(' || c == ')'; })) {
+    check_token(key, digits_only(value), out);
   }
   if (value.size() >= 4 && (key_sms(key) || value.size() >= 8) && verification_sms(value)) {
     emit(out, "sms", true, value.substr(0, 64));

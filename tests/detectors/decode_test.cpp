@@ -128,3 +128,6 @@ TEST_CASE("base64 and hex") {
   CHECK_FALSE(base64_decode("abcde").has_value());
   CHECK(hex_encode("\x01\xab", true) == "01AB");
 }
+
+// Shared with known_patterns_test.cpp.
+std::string test_gzip(const std::string& t) { return gzip(t); }
