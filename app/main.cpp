@@ -1,5 +1,6 @@
 // The leakscope command: wires config, CA, detectors, proxy and the session writer together.
 
+#include "app/scan.hpp"
 #include "captures/recorder.hpp"
 #include "certs/ca.hpp"
 #include "config/config.hpp"
@@ -17,6 +18,7 @@
 namespace {
 
 using namespace leakscope;
+using app::scan_options;
 
 constexpr const char* version = "0.1.0";
 
@@ -173,6 +175,17 @@ int main(int argc, char** argv) {
   export_cmd->add_option("-o,--out", out, "output file (pem, der) or folder (android); default stdout / current folder");
   export_cmd->add_option("-c,--config", config_path, "config file (for ca.dir)");
 
+  auto* scan_cmd = app.add_subcommand("scan", "run the detectors over a HAR file and print leak records");
+  scan_options scan;
+  scan_cmd->add_option("har", scan.har_file, "HAR 1.2 file (browsers, mitmproxy, HTTP Toolkit)")->required();
+  scan_cmd->add_option("-c,--config", config_path, "config file (device profile, first-party domains)");
+  scan_cmd->add_option("--jsonl", scan.jsonl_out, "write leak records here instead of standard output");
+  scan_cmd->add_option("--fail-on", scan.fail_on, "exit 3 when a finding is in one of these categories (or any)")
+      ->delimiter(',')
+      ->check([](const std::string& v) {
+        return v == "any" || config::is_category(v) ? std::string() : "unknown category " + v;
+      });
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*run_cmd) {
@@ -180,6 +193,9 @@ int main(int argc, char** argv) {
     }
     if (*export_cmd) {
       return ca_export(config_path, format, out);
+    }
+    if (*scan_cmd) {
+      return app::scan_har(load(config_path), scan);
     }
   } catch (const std::exception& e) {
     std::cerr << "leakscope: " << e.what() << "\n";

@@ -1,5 +1,6 @@
 #include "proxy/session.hpp"
 
+#include "captures/leak_builder.hpp"
 #include "detectors/attribution.hpp"
 #include "proxy/client_hello.hpp"
 #include "proxy/http1_codec.hpp"
@@ -239,26 +240,17 @@ void record_leaks(services& sv, const connection& conn, captures::flow_record& f
   const auto result = sv.detector.inspect(request);
   flow.incomplete = result.incomplete;
   flow.request_truncated = request.body_truncated;
-  const auto now = std::chrono::system_clock::now();
-  const auto party = detectors::party_of(conn.dest.host, sv.cfg.app.first_party);
-  const auto q = origin_form.find('?');
+  captures::leak_context context;
+  context.flow = flow.id;
+  context.ts = std::chrono::system_clock::now();
+  context.t_session_ms = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - sv.clock.steady_start).count();
+  context.client = conn.client;
+  context.dest = conn.dest;
+  context.party = detectors::party_of(conn.dest.host, sv.cfg.app.first_party);
+  context.method = head.method;
+  context.path = origin_form.substr(0, origin_form.find('?'));
   for (const auto& f : result.findings) {
-    captures::leak_record leak;
-    leak.id = sv.next_leak++;
-    leak.ts = now;
-    leak.t_session_ms = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - sv.clock.steady_start).count();
-    leak.flow = flow.id;
-    leak.client = conn.client;
-    leak.dest = conn.dest;
-    leak.party = party;
-    leak.category = f.category;
-    leak.source = f.source;
-    leak.confidence = f.confidence;
-    leak.where = f.where;
-    leak.encoding = f.encoding;
-    leak.value = detectors::mask(f.value);
-    leak.method = head.method;
-    leak.path = origin_form.substr(0, q);
+    const auto leak = captures::make_leak(context, sv.next_leak++, f, detectors::mask(f.value));
     sv.recorder.write(leak);
     ++flow.leaks;
   }
