@@ -246,6 +246,15 @@ struct engine::scan {
         }
         return;
       case node::type::object: {
+        // protobuf encodes map<string, …> entries as messages {1: key, 2: value}: read them as
+        // the key-value pair they are, so key context works without a schema.
+        if (f == body_format::protobuf && n.children.size() == 2 && n.children[0].key == "1" &&
+            n.children[1].key == "2" && n.children[0].kind == node::type::string &&
+            (n.children[1].kind == node::type::string || n.children[1].kind == node::type::number) &&
+            n.children[0].text.size() <= 64 && looks_textual(n.children[0].text)) {
+          leaf(n.children[0].text, n.children[1].text, where + "[" + n.children[0].text + "]", chain, depth, known_here);
+          return;
+        }
         std::vector<pattern_hit> hits;
         scan_object(n, hits);
         // Repeated members (XML siblings, protobuf repeated fields) are lists too.
@@ -448,22 +457,28 @@ struct engine::scan {
       }
     }
     // A pattern finding is covered by a known one of its category at the same place or inside
-    // it (a lat/lng object and its lat member).
+    // it (a lat/lng object and its lat member), and by a known one of any category for the
+    // same value: the profile knows a BSSID is a BSSID, whatever its shape suggests.
     auto covered = [&](const finding& p) {
       return std::any_of(known_findings.begin(), known_findings.end(), [&](const finding* k) {
-        return k->category == p.category && k->where.compare(0, p.where.size(), p.where) == 0;
+        return (k->category == p.category && k->where.compare(0, p.where.size(), p.where) == 0) ||
+               (k->where == p.where && k->value == p.value);
       });
     };
+    // Decide first, move after: `known_findings` points into out.findings.
     std::set<std::string> seen;
-    std::vector<finding> unique;
-    for (auto& f : out.findings) {
-      const bool pattern = f.source == std::string("pattern");
-      if (pattern && covered(f)) {
+    std::vector<bool> keep(out.findings.size(), false);
+    for (std::size_t i = 0; i < out.findings.size(); ++i) {
+      const auto& f = out.findings[i];
+      if (f.source == std::string("pattern") && covered(f)) {
         continue;
       }
-      const std::string id = f.category + '\0' + f.where + '\0' + f.value;
-      if (seen.insert(id).second) {
-        unique.push_back(std::move(f));
+      keep[i] = seen.insert(f.category + '\0' + f.where + '\0' + f.value).second;
+    }
+    std::vector<finding> unique;
+    for (std::size_t i = 0; i < out.findings.size(); ++i) {
+      if (keep[i]) {
+        unique.push_back(std::move(out.findings[i]));
       }
     }
     out.findings = std::move(unique);

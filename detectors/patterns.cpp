@@ -172,6 +172,22 @@ void check_token(std::string_view key, std::string_view token, std::vector<patte
     return;
   }
   char mac_buf[13];
+  if (token.find(':') != std::string_view::npos && normalized_mac(token, mac_buf).empty()) {
+    // "CELL:13900005555", "tel:+86…": a label and a value, not one token.
+    std::size_t start = 0;
+    while (start <= token.size()) {
+      const auto colon = token.find(':', start);
+      const auto piece = token.substr(start, colon == std::string_view::npos ? std::string_view::npos : colon - start);
+      if (piece.size() >= 6) {
+        check_token(key, piece, out);
+      }
+      if (colon == std::string_view::npos) {
+        break;
+      }
+      start = colon + 1;
+    }
+    return;
+  }
   if (!normalized_mac(token, mac_buf).empty() && (token.size() == 17 || key_mac(key) || key_wifi(key))) {
     if (key_mac(key) && !has_any(key, {"bssid", "ap"})) {
       emit(out, "mac_address", true, token);  // the phone's own interface ("wifi_mac", "mac")
