@@ -103,6 +103,20 @@ bool has_percent_escape(std::string_view v) {
   return false;
 }
 
+// Whether any pattern or nested decoder could fire on a value: identifiers and coordinates
+// need a digit, emails an '@', lists a separator, nested values an escape or base64 shape.
+bool could_match(std::string_view v) {
+  if (v.size() < 4) {
+    return false;
+  }
+  for (const char c : v) {
+    if ((c >= '0' && c <= '9') || c == '@' || c == '%' || c == ',' || c == ';' || c == '|' || c == '{' || c == '[') {
+      return true;
+    }
+  }
+  return looks_base64(v);
+}
+
 struct location_candidate {
   double value;
   std::string text;
@@ -155,9 +169,37 @@ struct engine::scan {
   }
 
   void numbers_in(std::string_view text, const std::string& where, const chain_t& chain) {
-    if (!e.known_.location() || text.size() > 4096) {
+    const auto& fix = e.known_.location();
+    if (!fix || text.size() > 4096) {
       return;
     }
+    // Only numbers whose leading digits are the fix's whole degrees (or one either side, for
+    // a fix near a degree line) can be near it, as degrees or as degrees x1e5 / x1e6: compare
+    // those digits before converting anything.
+    std::string leads[6];
+    int n_leads = 0;
+    for (const double d : {std::abs(fix->lat), std::abs(fix->lng)}) {
+      for (const long delta : {-1L, 0L, 1L}) {
+        const long whole = static_cast<long>(d) + delta;
+        if (whole > 0) {
+          leads[n_leads++] = std::to_string(whole);
+        }
+      }
+    }
+    auto plausible = [&](std::string_view token) {
+      if (!token.empty() && token.front() == '-') {
+        token.remove_prefix(1);
+      }
+      if (token.size() < 4) {
+        return false;
+      }
+      for (int k = 0; k < n_leads; ++k) {
+        if (token.substr(0, leads[k].size()) == leads[k]) {
+          return true;
+        }
+      }
+      return false;
+    };
     std::size_t i = 0;
     while (i < text.size()) {
       while (i < text.size() && !(std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '-')) {
@@ -167,7 +209,7 @@ struct engine::scan {
       while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) || text[j] == '.' || text[j] == '-')) {
         ++j;
       }
-      if (j > i) {
+      if (j > i && plausible(text.substr(i, j - i))) {
         const std::string token(text.substr(i, j - i));
         char* end = nullptr;
         const double v = std::strtod(token.c_str(), &end);
@@ -180,6 +222,7 @@ struct engine::scan {
   }
 
   // A scalar: known values (when the enclosing buffer had any), patterns, values inside it.
+  // `key` is normalised (normalize_key).
   void leaf(const std::string& key, std::string_view value, const std::string& where, const chain_t& chain, int depth,
             bool known_here) {
     if (value.empty()) {
@@ -235,11 +278,14 @@ struct engine::scan {
 
   void walk(const node& n, body_format f, const std::string& prefix, const std::string& path, const chain_t& chain,
             int depth, bool known_here) {
+    if ((n.kind == node::type::string || n.kind == node::type::number) && !known_here && !could_match(n.text)) {
+      return;  // no detector can fire on this value: skip building its path
+    }
     const std::string where = prefix + path;
     switch (n.kind) {
       case node::type::string:
       case node::type::number:
-        leaf(n.key, n.text, where, chain, depth, known_here);
+        leaf(n.norm, n.text, where, chain, depth, known_here);
         if (n.kind == node::type::string && n.text.size() < 65536 &&
             n.text.find_first_of(",;|") != std::string::npos) {
           list_in_string(n, where, chain);
@@ -252,19 +298,23 @@ struct engine::scan {
             n.children[1].key == "2" && n.children[0].kind == node::type::string &&
             (n.children[1].kind == node::type::string || n.children[1].kind == node::type::number) &&
             n.children[0].text.size() <= 64 && looks_textual(n.children[0].text)) {
-          leaf(n.children[0].text, n.children[1].text, where + "[" + n.children[0].text + "]", chain, depth, known_here);
+          leaf(normalize_key(n.children[0].text), n.children[1].text, where + "[" + n.children[0].text + "]", chain, depth,
+               known_here);
           return;
         }
         std::vector<pattern_hit> hits;
         scan_object(n, hits);
-        // Repeated members (XML siblings, protobuf repeated fields) are lists too.
-        std::map<std::string, std::vector<const node*>> groups;
-        for (const auto& c : n.children) {
-          groups[c.key].push_back(&c);
-        }
-        for (const auto& [k, items] : groups) {
-          if (items.size() >= 2) {
-            scan_list(k, items, hits);
+        // Repeated members (XML siblings, protobuf repeated fields, multipart parts) are lists
+        // too; JSON keys are unique, so JSON objects skip the grouping.
+        if (f != body_format::json && n.children.size() >= 2) {
+          std::map<std::string, std::vector<const node*>> groups;
+          for (const auto& c : n.children) {
+            groups[c.key].push_back(&c);
+          }
+          for (const auto& [k, items] : groups) {
+            if (items.size() >= 2) {
+              scan_list(items.front()->norm, items, hits);
+            }
           }
         }
         for (auto& h : hits) {
@@ -281,7 +331,7 @@ struct engine::scan {
           items.push_back(&c);
         }
         std::vector<pattern_hit> hits;
-        scan_list(n.key, items, hits);
+        scan_list(n.norm, items, hits);
         for (auto& h : hits) {
           add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
         }
@@ -314,7 +364,7 @@ struct engine::scan {
       items.push_back(&p);
     }
     std::vector<pattern_hit> hits;
-    scan_list(n.key, items, hits);
+    scan_list(n.norm, items, hits);
     for (auto& h : hits) {
       add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
     }
@@ -517,13 +567,14 @@ inspect_result engine::inspect(const http_request& request) const {
     start = slash + 1;
   }
   if (q != std::string::npos) {
-    const node query = parse_form(std::string_view(target).substr(q + 1));
+    node query = parse_form(std::string_view(target).substr(q + 1));
+    normalize_keys(query);
     for (const auto& param : query.children) {
       const std::string where = "url.query:" + param.key;
       // parse_form has percent-decoded the value; when that changed it, the chain says so.
       const bool encoded = target.find(param.key + "=" + param.text, q) == std::string::npos;
       const chain_t chain = encoded ? chain_t{"url"} : chain_t{};
-      s.leaf(param.key, param.text, where, chain, 0, true);
+      s.leaf(normalize_key(param.key), param.text, where, chain, 0, true);
     }
     std::vector<pattern_hit> hits;
     scan_object(query, hits);
@@ -543,12 +594,12 @@ inspect_result engine::inspect(const http_request& request) const {
         const auto eq = pair.find('=');
         const std::string name(pair.substr(0, eq));
         const auto value = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-        s.leaf(name, value, "cookie:" + name, {}, 0, true);
+        s.leaf(normalize_key(name), value, "cookie:" + name, {}, 0, true);
         rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
       }
       continue;
     }
-    s.leaf(h.name, h.value, "header:" + h.name, {}, 0, true);
+    s.leaf(normalize_key(h.name), h.value, "header:" + h.name, {}, 0, true);
   }
   if (!request.body.empty()) {
     auto body = decode_content(request.body, header_value(request, "content-encoding"), limits_.max_decoded_body);

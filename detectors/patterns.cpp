@@ -12,18 +12,6 @@
 
 namespace leakscope::detectors {
 
-std::string normalize_key(std::string_view key) {
-  std::string out;
-  out.reserve(key.size());
-  for (const char c : key) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u)) {
-      out += static_cast<char>(std::tolower(u));
-    }
-  }
-  return out;
-}
-
 namespace {
 
 bool has_any(std::string_view key, std::initializer_list<std::string_view> words) {
@@ -228,8 +216,31 @@ bool token_char(char c) {
   return std::isalnum(u) || c == '@' || c == '.' || c == '_' || c == '-' || c == ':' || c == '+';
 }
 
+bool contains_ascii_ci(std::string_view text, std::string_view word) {
+  if (text.size() < word.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i + word.size() <= text.size(); ++i) {
+    std::size_t k = 0;
+    while (k < word.size() && (text[i + k] | 0x20) == word[k]) {
+      ++k;
+    }
+    if (k == word.size()) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // Verification-code messages: Chinese and English phrasings with a 4–8 digit code nearby.
 bool verification_sms(std::string_view text) {
+  // Most values contain none of the trigger words; only those reach the regular expressions.
+  const bool zh_word = text.find("码") != std::string_view::npos || text.find("碼") != std::string_view::npos;
+  const bool en_word = contains_ascii_ci(text, "code") || contains_ascii_ci(text, "otp") ||
+                       contains_ascii_ci(text, "passcode");
+  if (!zh_word && !en_word) {
+    return false;
+  }
   static const re2::RE2 zh("(验证码|校验码|动态码|驗證碼)[^0-9]{0,12}[0-9]{4,8}|[0-9]{4,8}[^0-9]{0,8}(是你的|为您的|為您的)?(验证码|校验码)");
   static const re2::RE2 en("(?i)(verification|security|login|one-time)\\s+code[^0-9]{0,16}[0-9]{4,8}|\\b(otp|passcode)\\b[^0-9]{0,8}[0-9]{4,8}");
   const re2::StringPiece s(text.data(), text.size());
@@ -238,6 +249,9 @@ bool verification_sms(std::string_view text) {
 
 // "39.9087,116.3975" (or "116.3975,39.9087", the order Chinese map SDKs often use).
 bool coordinate_pair(std::string_view text, std::string& value) {
+  if (text.find('.') == std::string_view::npos || text.find_first_of(",;|") == std::string_view::npos) {
+    return false;
+  }
   static const re2::RE2 pair("(-?[0-9]{1,3}\\.[0-9]{3,})\\s*[,;|]\\s*(-?[0-9]{1,3}\\.[0-9]{3,})");
   std::string a, b;
   if (!re2::RE2::PartialMatch(re2::StringPiece(text.data(), text.size()), pair, &a, &b)) {
@@ -256,8 +270,7 @@ bool coordinate_pair(std::string_view text, std::string& value) {
 
 }  // namespace
 
-void scan_scalar(std::string_view raw_key, std::string_view value, std::vector<pattern_hit>& out) {
-  const std::string key = normalize_key(raw_key);
+void scan_scalar(std::string_view key, std::string_view value, std::vector<pattern_hit>& out) {
   if (value.size() > 1 << 20) {
     value = value.substr(0, 1 << 20);  // free text past 1 MiB in one field is scanned by known values only
   }
@@ -281,7 +294,7 @@ void scan_scalar(std::string_view raw_key, std::string_view value, std::vector<p
         token.remove_prefix(1);
       }
       const bool whole = i == 0 && j == value.size();
-      const std::string context = whole ? key : context_key(value, i);
+      const std::string context = whole ? std::string() : context_key(value, i);
       check_token(context.empty() ? key : context, token, out);
       // Dashed or spaced numbers ("138-1234-5678", "86 543210 123456 4") are also tried joined.
       if (token.find('-') != std::string_view::npos || token.find('+') != std::string_view::npos) {
@@ -312,13 +325,28 @@ void scan_scalar(std::string_view raw_key, std::string_view value, std::vector<p
 
 namespace {
 
-const node* member(const node& object, bool (*pred)(std::string_view)) {
-  for (const auto& c : object.children) {
-    if (pred(normalize_key(c.key))) {
-      return &c;
+// An object's members with their keys normalised once, for the predicates below.
+struct members {
+  const node& object;
+  std::vector<std::string> keys;
+  explicit members(const node& o) : object(o) {
+    keys.reserve(o.children.size());
+    for (const auto& c : o.children) {
+      keys.push_back(c.norm.empty() && !c.key.empty() ? normalize_key(c.key) : c.norm);
     }
   }
-  return nullptr;
+  const node* find(bool (*pred)(std::string_view)) const {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (pred(keys[i])) {
+        return &object.children[i];
+      }
+    }
+    return nullptr;
+  }
+};
+
+const node* member(const node& object, bool (*pred)(std::string_view)) {
+  return members(object).find(pred);
 }
 
 bool is_scalar(const node* n) { return n != nullptr && (n->kind == node::type::string || n->kind == node::type::number); }
@@ -384,9 +412,10 @@ std::string_view bssid_of(const node& n, char (&buf)[13]) {
 }  // namespace
 
 void scan_object(const node& object, std::vector<pattern_hit>& out) {
+  const members m(object);
   // A latitude/longitude pair of members, in range and not 0,0.
-  const node* lat = member(object, key_lat);
-  const node* lng = member(object, key_lng);
+  const node* lat = m.find(key_lat);
+  const node* lng = m.find(key_lng);
   if (is_scalar(lat) && is_scalar(lng)) {
     const auto a = to_number(lat->text);
     const auto b = to_number(lng->text);
@@ -397,23 +426,23 @@ void scan_object(const node& object, std::vector<pattern_hit>& out) {
     }
   }
   // A cell tower: at least three of MCC, MNC, LAC/TAC, CID with numbers, and a real MCC if given.
-  const node* mcc = member(object, [](std::string_view k) { return is_any(k, {"mcc"}); });
-  const node* mnc = member(object, [](std::string_view k) { return is_any(k, {"mnc", "sid"}); });
-  const node* lac = member(object, [](std::string_view k) { return is_any(k, {"lac", "tac", "nid"}); });
-  const node* cid = member(object, [](std::string_view k) { return is_any(k, {"cid", "ci", "cellid", "bid", "pci"}); });
+  const node* mcc = m.find([](std::string_view k) { return is_any(k, {"mcc"}); });
+  const node* mnc = m.find([](std::string_view k) { return is_any(k, {"mnc", "sid"}); });
+  const node* lac = m.find([](std::string_view k) { return is_any(k, {"lac", "tac", "nid"}); });
+  const node* cid = m.find([](std::string_view k) { return is_any(k, {"cid", "ci", "cellid", "bid", "pci"}); });
   const int parts = is_scalar(mcc) + is_scalar(mnc) + is_scalar(lac) + is_scalar(cid);
   if (parts >= 3 && (is_scalar(lac) || is_scalar(cid)) && (!is_scalar(mcc) || mcc_valid(mcc->text))) {
     const auto text = [](const node* n) { return is_scalar(n) ? n->text : std::string("-"); };
     emit(out, "cell_location", is_scalar(mcc) && is_scalar(lac) && is_scalar(cid),
          text(mcc) + "/" + text(mnc) + "/" + text(lac) + "/" + text(cid));
   }
-  if (sms_entry(object)) {
-    emit(out, "sms", true, member(object, key_sms_body)->text.substr(0, 64));
+  const node* body = m.find(key_sms_body);
+  if (is_scalar(body) && is_scalar(m.find(key_sms_address))) {
+    emit(out, "sms", true, body->text.substr(0, 64));
   }
 }
 
-void scan_list(std::string_view raw_key, const std::vector<const node*>& items, std::vector<pattern_hit>& out) {
-  const std::string key = normalize_key(raw_key);
+void scan_list(std::string_view key, const std::vector<const node*>& items, std::vector<pattern_hit>& out) {
   std::size_t contacts = 0, apps = 0, messages = 0;
   std::set<std::string> bssids;
   std::string first_app;

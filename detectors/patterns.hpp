@@ -20,17 +20,16 @@ struct pattern_hit {
   std::string value;
 };
 
-// A single value sent under `key` (lower-case; "" when none): a JSON leaf, a form field, a
-// header. Free text inside the value is tokenised and each token's nearby words act as its key.
+// A single value sent under `key` (already through normalize_key(); "" when none): a JSON leaf,
+// a form field, a header. Free text inside the value is tokenised and each token's nearby words
+// act as its key.
 void scan_scalar(std::string_view key, std::string_view value, std::vector<pattern_hit>& out);
 
 // Objects whose members together are personal data: a lat/lng pair, a cell tower, one SMS.
 void scan_object(const node& object, std::vector<pattern_hit>& out);
 
 // Collections: arrays, or comma-separated lists, of contacts, messages, BSSIDs, package names.
+// `key` is normalised, as for scan_scalar.
 void scan_list(std::string_view key, const std::vector<const node*>& items, std::vector<pattern_hit>& out);
-
-// "imei", "IMEI", "device_imei", "X-Device-Imei" -> "deviceimei": lower-case letters and digits.
-std::string normalize_key(std::string_view key);
 
 }  // namespace leakscope::detectors

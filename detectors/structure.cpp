@@ -11,6 +11,33 @@
 
 namespace leakscope::detectors {
 
+std::string normalize_key(std::string_view key) {
+  // ASCII only and without the C locale calls: this runs for every key of every request.
+  std::string out;
+  out.reserve(key.size());
+  for (const char c : key) {
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+      out += c;
+    } else if (c >= 'A' && c <= 'Z') {
+      out += static_cast<char>(c - 'A' + 'a');
+    }
+  }
+  return out;
+}
+
+void normalize_keys(node& root) {
+  // Iterative: trees are bounded in depth, but a stack of pointers costs nothing.
+  std::vector<node*> todo = {&root};
+  while (!todo.empty()) {
+    node* n = todo.back();
+    todo.pop_back();
+    n->norm = normalize_key(n->key);
+    for (auto& c : n->children) {
+      todo.push_back(&c);
+    }
+  }
+}
+
 const char* format_name(body_format f) {
   switch (f) {
     case body_format::json:
@@ -587,7 +614,9 @@ body_format sniff_format(std::string_view body, std::string_view content_type) {
   return body_format::text;
 }
 
-std::optional<node> parse_body(std::string_view body, body_format format, std::string_view content_type) {
+namespace {
+
+std::optional<node> parse_any(std::string_view body, body_format format, std::string_view content_type) {
   switch (format) {
     case body_format::json:
       return parse_json(body);
@@ -603,6 +632,16 @@ std::optional<node> parse_body(std::string_view body, body_format format, std::s
       return std::nullopt;
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<node> parse_body(std::string_view body, body_format format, std::string_view content_type) {
+  auto root = parse_any(body, format, content_type);
+  if (root) {
+    normalize_keys(*root);
+  }
+  return root;
 }
 
 }  // namespace leakscope::detectors

@@ -14,6 +14,7 @@ struct node {
   enum class type { object, array, string, number, other };
   type kind = type::other;
   std::string key;   // member name in an object, field number in protobuf, tag in XML
+  std::string norm;  // `key` through normalize_key(), set once by parse_body()
   std::string text;  // scalars: the value as text (numbers keep their source spelling)
   std::vector<node> children;
 };
@@ -34,6 +35,12 @@ std::optional<node> parse_xml(std::string_view text);
 body_format sniff_format(std::string_view body, std::string_view content_type);
 // Parses `body` as `format`; nullopt when it does not parse (then it is scanned as text).
 std::optional<node> parse_body(std::string_view body, body_format format, std::string_view content_type);
+
+// "imei", "IMEI", "device_imei", "X-Device-Imei" -> "deviceimei": lower-case ASCII letters and
+// digits, the form every key-context rule compares against.
+std::string normalize_key(std::string_view key);
+// Sets `norm` on every node of a tree.
+void normalize_keys(node& root);
 
 // Mostly printable UTF-8 (as opposed to binary): decides whether decoded bytes are text.
 bool looks_textual(std::string_view bytes);

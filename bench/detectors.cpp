@@ -1,0 +1,127 @@
+// Detector throughput per core: 1 MiB JSON, gzip JSON, form and binary bodies against a
+// 50-value device profile. Prints MB/s of input (for gzip, of compressed input).
+#include "detectors/engine.hpp"
+
+#include <zlib.h>
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+
+using namespace leakscope;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+config::device_profile fifty_values() {
+  config::device_profile p;
+  for (int i = 0; i < 5; ++i) {
+    p.imei.push_back("86543210123456" + std::to_string(i));
+    p.imsi.push_back("46000123456789" + std::to_string(i));
+    p.android_id.push_back("9774d56d682e549" + std::to_string(i));
+    p.advertising_id.push_back("a1b2c3d4-0000-4a5b-9c8d-11223344556" + std::to_string(i));
+    p.mac_address.push_back("02:1a:11:f0:5b:3" + std::to_string(i));
+    p.email.push_back("user" + std::to_string(i) + "@example.cn");
+    p.serial_number.push_back("R58M12ABCD" + std::to_string(i));
+    p.contacts.push_back({"联系人" + std::to_string(i), "1390000111" + std::to_string(i)});
+  }
+  for (int i = 0; i < 10; ++i) {
+    p.phone_number.push_back("138123456" + std::to_string(10 + i));
+  }
+  p.location = config::location_fix{39.9087, 116.3975, 2000};
+  return p;
+}
+
+// SDK event batches: many small objects with the envelope fields analytics SDKs send.
+std::string json_body(std::size_t size) {
+  std::mt19937 gen(7);
+  auto rng = [&gen] { return static_cast<unsigned>(gen()); };
+  std::string out = "{\"events\":[";
+  while (out.size() < size) {
+    char buf[400];
+    std::snprintf(buf, sizeof buf,
+                  "{\"id\":\"%08x-%04x\",\"name\":\"page_view\",\"ts\":%u,\"dur\":%u,\"page\":\"/shop/item/%u\","
+                  "\"props\":{\"price\":%u.%02u,\"sku\":\"SKU%u\",\"ref\":\"home_banner\"},\"net\":\"wifi\"},",
+                  rng(), rng() & 0xffff, 1732300000u + rng() % 100000, rng() % 60000, rng() % 100000, rng() % 1000,
+                  rng() % 100, rng() % 1000000);
+    out += buf;
+  }
+  out += "{}]}";
+  return out;
+}
+
+std::string form_body(std::size_t size) {
+  std::mt19937 gen(9);
+  auto rng = [&gen] { return static_cast<unsigned>(gen()); };
+  std::string out;
+  while (out.size() < size) {
+    out += "k" + std::to_string(rng() % 1000) + "=" + std::to_string(rng()) + "%2C" + std::to_string(rng() % 97) + "&";
+  }
+  return out;
+}
+
+std::string binary_body(std::size_t size) {
+  std::mt19937 rng(11);
+  std::string out(size, '\0');
+  for (auto& c : out) {
+    c = static_cast<char>(rng());
+  }
+  return out;
+}
+
+std::string gzip(const std::string& text) {
+  z_stream z{};
+  deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+  std::string out(deflateBound(&z, text.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+  z.avail_in = static_cast<uInt>(text.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+void measure(const detectors::engine& engine, const char* name, const std::string& body, const char* type,
+             const char* encoding, double seconds) {
+  detectors::http_request r;
+  r.method = "POST";
+  r.scheme = "https";
+  r.host = "bench.example";
+  r.target = "/collect";
+  r.headers = {{"Content-Type", type}};
+  if (encoding != nullptr) {
+    r.headers.push_back({"Content-Encoding", encoding});
+  }
+  r.body = body;
+  std::size_t runs = 0;
+  std::size_t findings = 0;
+  const auto start = clock_type::now();
+  while (std::chrono::duration<double>(clock_type::now() - start).count() < seconds || runs < 3) {
+    findings += engine.inspect(r).findings.size();
+    ++runs;
+  }
+  const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
+  std::printf("| %-12s | %8.2f MiB | %9.1f MB/s | %6zu runs | %zu findings |\n", name, body.size() / 1048576.0,
+              static_cast<double>(body.size()) * static_cast<double>(runs) / elapsed / 1e6, runs, findings / runs);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const double seconds = argc > 1 ? std::atof(argv[1]) : 2.0;
+  const auto profile = fifty_values();
+  const detectors::engine engine(profile, {});
+  std::printf("Detector throughput on one core, %zu literal forms from a 50-value profile\n\n",
+              engine.known_form_count());
+  std::printf("| body         | size         | input rate     | runs        | per request |\n");
+  std::printf("|---|---|---|---|---|\n");
+  const auto json = json_body(1 << 20);
+  measure(engine, "JSON", json, "application/json", nullptr, seconds);
+  measure(engine, "gzip JSON", gzip(json), "application/json", "gzip", seconds);
+  measure(engine, "form", form_body(1 << 20), "application/x-www-form-urlencoded", nullptr, seconds);
+  measure(engine, "binary", binary_body(1 << 20), "application/octet-stream", nullptr, seconds);
+  return 0;
+}
