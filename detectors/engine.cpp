@@ -194,7 +194,8 @@ struct engine::scan {
         return false;
       }
       for (int k = 0; k < n_leads; ++k) {
-        if (token.substr(0, leads[k].size()) == leads[k]) {
+        const auto& lead = leads[k];
+        if (token[0] == lead[0] && token.compare(0, lead.size(), lead) == 0) {
           return true;
         }
       }

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <set>
+#include <unordered_set>
 
 namespace leakscope::detectors {
 
@@ -212,8 +213,8 @@ void check_token(std::string_view key, std::string_view token, std::vector<patte
 }
 
 bool token_char(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return std::isalnum(u) || c == '@' || c == '.' || c == '_' || c == '-' || c == ':' || c == '+';
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '@' || c == '.' ||
+         c == '_' || c == '-' || c == ':' || c == '+';
 }
 
 bool contains_ascii_ci(std::string_view text, std::string_view word) {
@@ -325,28 +326,14 @@ void scan_scalar(std::string_view key, std::string_view value, std::vector<patte
 
 namespace {
 
-// An object's members with their keys normalised once, for the predicates below.
-struct members {
-  const node& object;
-  std::vector<std::string> keys;
-  explicit members(const node& o) : object(o) {
-    keys.reserve(o.children.size());
-    for (const auto& c : o.children) {
-      keys.push_back(c.norm.empty() && !c.key.empty() ? normalize_key(c.key) : c.norm);
-    }
-  }
-  const node* find(bool (*pred)(std::string_view)) const {
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (pred(keys[i])) {
-        return &object.children[i];
-      }
-    }
-    return nullptr;
-  }
-};
-
+// The first member whose normalised key satisfies `pred` (nodes carry it from parse_body()).
 const node* member(const node& object, bool (*pred)(std::string_view)) {
-  return members(object).find(pred);
+  for (const auto& c : object.children) {
+    if (pred(c.norm)) {
+      return &c;
+    }
+  }
+  return nullptr;
 }
 
 bool is_scalar(const node* n) { return n != nullptr && (n->kind == node::type::string || n->kind == node::type::number); }
@@ -411,8 +398,24 @@ std::string_view bssid_of(const node& n, char (&buf)[13]) {
 
 }  // namespace
 
+// Keys the object detectors look for; an object with none of them is skipped at once.
+bool object_key(std::string_view k) {
+  static const std::unordered_set<std::string_view> words = {
+      "lat", "latitude", "la", "gpslat", "locationlat", "ylat", "lng", "lon", "long", "longitude", "lo", "gpslng",
+      "gpslon", "locationlng", "mcc", "mnc", "sid", "lac", "tac", "nid", "cid", "ci", "cellid", "bid", "pci", "body",
+      "content", "msg", "text", "message", "smsbody", "msgbody"};
+  return words.count(k) != 0 || (k.size() > 8 && (k.find("latitude") != std::string_view::npos ||
+                                                   k.find("longitude") != std::string_view::npos));
+}
+
 void scan_object(const node& object, std::vector<pattern_hit>& out) {
-  const members m(object);
+  if (std::none_of(object.children.begin(), object.children.end(), [](const node& c) { return object_key(c.norm); })) {
+    return;
+  }
+  struct {
+    const node& o;
+    const node* find(bool (*pred)(std::string_view)) const { return member(o, pred); }
+  } m{object};
   // A latitude/longitude pair of members, in range and not 0,0.
   const node* lat = m.find(key_lat);
   const node* lng = m.find(key_lng);
@@ -447,8 +450,12 @@ void scan_list(std::string_view key, const std::vector<const node*>& items, std:
   std::set<std::string> bssids;
   std::string first_app;
   for (const node* item : items) {
-    contacts += contact_entry(*item);
-    messages += sms_entry(*item);
+    if (item->kind == node::type::object) {
+      contacts += contact_entry(*item);
+      messages += sms_entry(*item);
+    } else if (item->kind != node::type::string) {
+      continue;  // numbers and nested arrays are neither packages nor BSSIDs
+    }
     if (const auto p = package_of(*item); !p.empty()) {
       if (apps++ == 0) {
         first_app = std::string(p);

@@ -2,8 +2,6 @@
 
 #include "detectors/decode.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -64,79 +62,266 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-// Builds the tree from nlohmann's SAX events: bounded depth and size, numbers keep their text.
-class json_builder : public nlohmann::json_sax<nlohmann::json> {
+// A strict RFC 8259 parser that builds the tree directly: no intermediate DOM, strings decoded
+// once, short ones kept inline by std::string. Bounded depth and node count; any error gives
+// nullopt (the body is then scanned as text).
+class json_parser {
  public:
-  node root;
+  explicit json_parser(std::string_view s) : s_(s) {}
 
-  bool null() override { return scalar(node::type::other, "null"); }
-  bool boolean(bool v) override { return scalar(node::type::other, v ? "true" : "false"); }
-  bool number_integer(number_integer_t v) override { return scalar(node::type::number, std::to_string(v)); }
-  bool number_unsigned(number_unsigned_t v) override { return scalar(node::type::number, std::to_string(v)); }
-  bool number_float(number_float_t, const string_t& s) override { return scalar(node::type::number, s); }
-  bool string(string_t& v) override { return scalar(node::type::string, std::move(v)); }
-  bool binary(binary_t&) override { return scalar(node::type::other, ""); }
-  bool start_object(std::size_t) override { return open(node::type::object); }
-  bool end_object() override { return close(); }
-  bool start_array(std::size_t) override { return open(node::type::array); }
-  bool end_array() override { return close(); }
-  bool key(string_t& k) override {
-    pending_key_ = std::move(k);
-    return true;
+  std::optional<node> document() {
+    node root;
+    skip_ws();
+    if (!value(root, 0)) {
+      return std::nullopt;
+    }
+    skip_ws();
+    if (pos_ != s_.size()) {
+      return std::nullopt;
+    }
+    return root;
   }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
 
  private:
-  node& add(node::type t, std::string text) {
-    node n;
-    n.kind = t;
-    n.text = std::move(text);
-    if (stack_.empty()) {
-      root = std::move(n);
-      return root;
+  void skip_ws() {
+    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\r' || s_[pos_] == '\t')) {
+      ++pos_;
     }
-    node& parent = *stack_.back();
-    if (parent.kind == node::type::object) {
-      n.key = std::move(pending_key_);
-      pending_key_.clear();
-    }
-    parent.children.push_back(std::move(n));
-    return parent.children.back();
   }
-  bool scalar(node::type t, std::string text) {
-    if (++count_ > max_structure_nodes) {
+
+  bool value(node& n, int depth) {
+    if (pos_ >= s_.size() || ++count_ > max_structure_nodes) {
       return false;
     }
-    add(t, std::move(text));
-    return true;
+    const char c = s_[pos_];
+    if (c == '{' || c == '[') {
+      return container(n, depth, c == '{');
+    }
+    if (c == '"') {
+      n.kind = node::type::string;
+      return string(n.text);
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+      n.kind = node::type::number;
+      return number(n.text);
+    }
+    for (const std::string_view word : {"true", "false", "null"}) {
+      if (s_.substr(pos_, word.size()) == word) {
+        n.kind = node::type::other;
+        n.text = std::string(word);
+        pos_ += word.size();
+        return true;
+      }
+    }
+    return false;
   }
-  bool open(node::type t) {
-    if (stack_.size() >= static_cast<std::size_t>(max_structure_depth) || ++count_ > max_structure_nodes) {
+
+  bool container(node& n, int depth, bool object) {
+    if (depth >= max_structure_depth) {
       return false;
     }
-    stack_.push_back(&add(t, ""));
-    return true;
+    n.kind = object ? node::type::object : node::type::array;
+    const char close = object ? '}' : ']';
+    ++pos_;
+    skip_ws();
+    if (pos_ < s_.size() && s_[pos_] == close) {
+      ++pos_;
+      return true;
+    }
+    while (true) {
+      node child;
+      if (object) {
+        if (pos_ >= s_.size() || s_[pos_] != '"' || !string(child.key)) {
+          return false;
+        }
+        skip_ws();
+        if (pos_ >= s_.size() || s_[pos_] != ':') {
+          return false;
+        }
+        ++pos_;
+        skip_ws();
+      }
+      if (!value(child, depth + 1)) {
+        return false;
+      }
+      n.children.push_back(std::move(child));
+      skip_ws();
+      if (pos_ >= s_.size()) {
+        return false;
+      }
+      if (s_[pos_] == ',') {
+        ++pos_;
+        skip_ws();
+        continue;
+      }
+      if (s_[pos_] == close) {
+        ++pos_;
+        return true;
+      }
+      return false;
+    }
   }
-  bool close() {
-    stack_.pop_back();
+
+  static int hex(char c) {
+    if (c >= '0' && c <= '9') {
+      return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+      return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+      return c - 'A' + 10;
+    }
+    return -1;
+  }
+
+  bool hex4(unsigned& out) {
+    if (s_.size() - pos_ < 4) {
+      return false;
+    }
+    out = 0;
+    for (int i = 0; i < 4; ++i) {
+      const int h = hex(s_[pos_++]);
+      if (h < 0) {
+        return false;
+      }
+      out = (out << 4) | static_cast<unsigned>(h);
+    }
     return true;
   }
 
-  // Pointers into `children` vectors stay valid: a parent is only appended to while it is the
-  // innermost open container, and its own address is fixed until it closes.
-  std::vector<node*> stack_;
-  std::string pending_key_;
+  static void utf8(std::string& out, unsigned cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xc0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xe0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (cp & 0x3f));
+    } else {
+      out += static_cast<char>(0xf0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (cp & 0x3f));
+    }
+  }
+
+  bool string(std::string& out) {
+    ++pos_;  // the opening quote
+    while (pos_ < s_.size()) {
+      // Runs without escapes are copied in one go.
+      std::size_t run_end = pos_;
+      while (run_end < s_.size() && s_[run_end] != '"' && s_[run_end] != '\\') {
+        if (static_cast<unsigned char>(s_[run_end]) < 0x20) {
+          return false;  // control characters must be escaped (RFC 8259 §7)
+        }
+        ++run_end;
+      }
+      if (run_end >= s_.size()) {
+        return false;
+      }
+      out.append(s_.data() + pos_, run_end - pos_);
+      pos_ = run_end;
+      if (s_[pos_] == '"') {
+        ++pos_;
+        return true;
+      }
+      ++pos_;  // the backslash
+      if (pos_ >= s_.size()) {
+        return false;
+      }
+      const char e = s_[pos_++];
+      switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+          out += e;
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'u': {
+          unsigned cp = 0;
+          if (!hex4(cp)) {
+            return false;
+          }
+          if (cp >= 0xd800 && cp <= 0xdbff && s_.substr(pos_, 2) == "\\u") {
+            pos_ += 2;
+            unsigned low = 0;
+            if (!hex4(low) || low < 0xdc00 || low > 0xdfff) {
+              return false;
+            }
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+          }
+          utf8(out, cp);
+          break;
+        }
+        default:
+          return false;
+      }
+    }
+    return false;
+  }
+
+  bool number(std::string& out) {
+    const std::size_t start = pos_;
+    auto digits = [&] {
+      const std::size_t from = pos_;
+      while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
+        ++pos_;
+      }
+      return pos_ > from;
+    };
+    if (s_[pos_] == '-') {
+      ++pos_;
+    }
+    if (pos_ < s_.size() && s_[pos_] == '0') {
+      ++pos_;
+    } else if (!digits()) {
+      return false;
+    }
+    if (pos_ < s_.size() && s_[pos_] == '.') {
+      ++pos_;
+      if (!digits()) {
+        return false;
+      }
+    }
+    if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
+      ++pos_;
+      if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-')) {
+        ++pos_;
+      }
+      if (!digits()) {
+        return false;
+      }
+    }
+    out.assign(s_.data() + start, pos_ - start);
+    return true;
+  }
+
+  std::string_view s_;
+  std::size_t pos_ = 0;
   std::size_t count_ = 0;
 };
 
 }  // namespace
 
 std::optional<node> parse_json(std::string_view text) {
-  json_builder builder;
-  if (!nlohmann::json::sax_parse(text.begin(), text.end(), &builder, nlohmann::json::input_format_t::json, true)) {
-    return std::nullopt;
-  }
-  return std::move(builder.root);
+  return json_parser(text).document();
 }
 
 node parse_form(std::string_view text) {
