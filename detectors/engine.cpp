@@ -9,6 +9,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <unordered_map>
 #include <strings.h>
 
 namespace leakscope::detectors {
@@ -103,20 +104,6 @@ bool has_percent_escape(std::string_view v) {
   return false;
 }
 
-// Whether any pattern or nested decoder could fire on a value: identifiers and coordinates
-// need a digit, emails an '@', lists a separator, nested values an escape or base64 shape.
-bool could_match(std::string_view v) {
-  if (v.size() < 4) {
-    return false;
-  }
-  for (const char c : v) {
-    if ((c >= '0' && c <= '9') || c == '@' || c == '%' || c == ',' || c == ';' || c == '|' || c == '{' || c == '[') {
-      return true;
-    }
-  }
-  return looks_base64(v);
-}
-
 struct location_candidate {
   double value;
   std::string text;
@@ -136,7 +123,122 @@ struct engine::scan {
   std::map<std::size_t, std::pair<std::string, chain_t>> apps;      // profile package -> first place
   std::vector<location_candidate> numbers;
 
-  explicit scan(const engine& engine) : e(engine) {}
+  // Whole degrees of the profile's fix (one either side, for a fix near a degree line): a
+  // number can only be near the fix if it starts with one of these, as degrees or x1e5/x1e6.
+  std::string leads[6];
+  int n_leads = 0;
+
+  explicit scan(const engine& engine) : e(engine) {
+    if (const auto& fix = e.known_.location()) {
+      for (const double d : {std::abs(fix->lat), std::abs(fix->lng)}) {
+        for (const long delta : {-1L, 0L, 1L}) {
+          const long whole = static_cast<long>(d) + delta;
+          if (whole > 0) {
+            leads[n_leads++] = std::to_string(whole);
+          }
+        }
+      }
+    }
+  }
+
+  bool near_fix(std::string_view token) const {
+    if (!token.empty() && token.front() == '-') {
+      token.remove_prefix(1);
+    }
+    if (token.size() < 4) {
+      return false;
+    }
+    for (int k = 0; k < n_leads; ++k) {
+      const auto& lead = leads[k];
+      if (token[0] == lead[0] && token.compare(0, lead.size(), lead) == 0) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Whether any detector could use a value, judged from its key and shape before any work is
+  // done on it. Every rule mirrors a detector's trigger; the corpus test guards against a rule
+  // that is too narrow.
+  bool could_match(std::string_view key, std::string_view v) const {
+    if (v.size() < 4) {
+      return false;
+    }
+    if (interesting_key_cached(key)) {
+      return true;  // key-context detectors decide
+    }
+    std::size_t digits = 0;     // in the current run, counting across ' ' and '-' separators
+    std::size_t run_start = 0;  // where that run began
+    bool letters = false;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      const char c = v[i];
+      if (c >= '0' && c <= '9') {
+        if (digits == 0) {
+          run_start = i;
+        }
+        ++digits;
+        continue;
+      }
+      if ((c == ' ' || c == '-') && digits > 0) {
+        continue;
+      }
+      if (digits > 0 && identifier_length(v.substr(run_start), digits)) {
+        return true;
+      }
+      digits = 0;
+      if (c == '@' || c == '%' || c == ',' || c == ';' || c == '|' || c == '{' || c == '[' || c == ':' || c == '+' ||
+          c == '=' || c == '&' || static_cast<unsigned char>(c) >= 0x80) {
+        return true;  // email, escapes, lists, JSON, MAC/vCard, +86, key=value text, non-ASCII (SMS, names)
+      }
+      letters = letters || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    }
+    if (digits > 0 && identifier_length(v.substr(run_start), digits)) {
+      return true;
+    }
+    if (n_leads > 0 && near_fix(v)) {
+      return true;
+    }
+    if (letters && (v.find("ode") != std::string_view::npos || v.find("OTP") != std::string_view::npos ||
+                    v.find("otp") != std::string_view::npos)) {
+      return true;  // verification-code phrasing ("code", "Code", "OTP")
+    }
+    return looks_base64(v);
+  }
+
+  // Digit runs that can be an identifier: 11 (mobile), 13 starting 86 (mobile with country
+  // code), 14 and more (IMEI, IMSI, ICCID, ID card, bank card, 0086 mobile).
+  static bool identifier_length(std::string_view run, std::size_t digits) {
+    return digits == 11 || digits >= 14 || (digits == 13 && run.substr(0, 2) == "86") || (digits == 17);
+  }
+
+  // Keys repeat thousands of times in a batch of events: each is judged once per request.
+  mutable std::unordered_map<std::string_view, bool> key_verdicts;
+  bool interesting_key_cached(std::string_view k) const {
+    const auto it = key_verdicts.find(k);
+    if (it != key_verdicts.end()) {
+      return it->second;
+    }
+    return key_verdicts[k] = interesting_key(k);
+  }
+
+  static bool interesting_key(std::string_view k) {
+    static constexpr std::string_view words[] = {
+        "imei", "meid", "imsi", "iccid", "sim", "serial", "android", "oaid", "gaid", "idfa", "adid", "advert", "aaid",
+        "mac", "wifi", "bssid", "ssid", "wlan", "phone", "mobile", "msisdn", "tel", "mail", "idcard", "idno", "idnum",
+        "identity", "sfz", "cert", "citizen", "bank", "card", "acct", "account", "pan", "lat", "lng", "lon", "loc",
+        "gps", "coord", "position", "mcc", "mnc", "lac", "cid", "cell", "sms", "message", "msg", "inbox", "contact",
+        "address", "book", "friend", "app", "package", "pkg", "install", "code", "otp", "text", "body", "content"};
+    if (k == "sn" || k == "aid" || k == "ci" || k == "la" || k == "lo" || k == "tac" || k == "sid" || k == "nid" ||
+        k == "bid" || k == "pci" || k == "pn" || k == "p" || k == "n" || k == "name") {
+      return true;
+    }
+    for (const auto w : words) {
+      if (k.find(w) != std::string_view::npos) {
+        return true;
+      }
+    }
+    return false;
+  }
 
   void add(std::string category, const char* source, std::string confidence, std::string where, chain_t encoding,
            std::string value) {
@@ -169,38 +271,10 @@ struct engine::scan {
   }
 
   void numbers_in(std::string_view text, const std::string& where, const chain_t& chain) {
-    const auto& fix = e.known_.location();
-    if (!fix || text.size() > 4096) {
+    if (n_leads == 0 || text.size() > 4096) {
       return;
     }
-    // Only numbers whose leading digits are the fix's whole degrees (or one either side, for
-    // a fix near a degree line) can be near it, as degrees or as degrees x1e5 / x1e6: compare
-    // those digits before converting anything.
-    std::string leads[6];
-    int n_leads = 0;
-    for (const double d : {std::abs(fix->lat), std::abs(fix->lng)}) {
-      for (const long delta : {-1L, 0L, 1L}) {
-        const long whole = static_cast<long>(d) + delta;
-        if (whole > 0) {
-          leads[n_leads++] = std::to_string(whole);
-        }
-      }
-    }
-    auto plausible = [&](std::string_view token) {
-      if (!token.empty() && token.front() == '-') {
-        token.remove_prefix(1);
-      }
-      if (token.size() < 4) {
-        return false;
-      }
-      for (int k = 0; k < n_leads; ++k) {
-        const auto& lead = leads[k];
-        if (token[0] == lead[0] && token.compare(0, lead.size(), lead) == 0) {
-          return true;
-        }
-      }
-      return false;
-    };
+    auto plausible = [&](std::string_view token) { return near_fix(token); };
     std::size_t i = 0;
     while (i < text.size()) {
       while (i < text.size() && !(std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '-')) {
@@ -279,7 +353,7 @@ struct engine::scan {
 
   void walk(const node& n, body_format f, const std::string& prefix, const std::string& path, const chain_t& chain,
             int depth, bool known_here) {
-    if ((n.kind == node::type::string || n.kind == node::type::number) && !known_here && !could_match(n.text)) {
+    if ((n.kind == node::type::string || n.kind == node::type::number) && !known_here && !could_match(n.norm, n.text)) {
       return;  // no detector can fire on this value: skip building its path
     }
     const std::string where = prefix + path;

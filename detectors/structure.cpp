@@ -480,6 +480,15 @@ bool looks_textual(std::string_view bytes) {
 
 namespace {
 
+// Text never carries bytes below 0x20 other than tab and line breaks; message framing almost
+// always does (tags and lengths), so such a payload is tried as a nested message first.
+bool has_control_bytes(std::string_view bytes) {
+  return std::any_of(bytes.begin(), bytes.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 && c != '\t' && c != '\n' && c != '\r';
+  });
+}
+
 class protobuf_reader {
  public:
   std::size_t nodes = 0;
@@ -544,7 +553,7 @@ class protobuf_reader {
           // Printable payloads are strings; others are tried as nested messages, then kept
           // as raw bytes (a literal value can still sit inside).
           std::optional<node> sub;
-          if (!looks_textual(payload)) {
+          if (has_control_bytes(payload)) {
             sub = message(payload, depth + 1);
           }
           if (sub && !sub->children.empty()) {
