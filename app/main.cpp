@@ -93,9 +93,10 @@ int run(const std::string& config_path) {
   const auto cfg = load(config_path);
   const auto ca = certs::certificate_authority::load_or_create(cfg.ca.dir);
   const detectors::engine engine(cfg.device, detectors::engine_limits{cfg.limits.max_decoded_body});
+  const auto attribution = detectors::make_attributor(cfg);
   const auto session = captures::create_session_dir(cfg.capture.dir, std::chrono::system_clock::now());
   captures::recorder recorder(session);
-  proxy::server server(cfg, ca, engine, recorder);
+  proxy::server server(cfg, ca, engine, attribution, recorder);
   print_banner(cfg, ca, server.local_endpoint(), session, engine.known_form_count());
 
   boost::asio::signal_set signals(server.io(), SIGINT, SIGTERM);

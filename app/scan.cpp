@@ -73,6 +73,7 @@ int scan_har(const config::config& cfg, const scan_options& options) {
   std::ostream& out = options.jsonl_out.empty() ? std::cout : file;
 
   const detectors::engine engine(cfg.device, detectors::engine_limits{cfg.limits.max_decoded_body});
+  const auto attribution = detectors::make_attributor(cfg);
   const auto first = entries.empty() ? captures::wall_time{} : std::min_element(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
                                                                   return a.started < b.started;
                                                                 })->started;
@@ -98,7 +99,13 @@ int scan_har(const config::config& cfg, const scan_options& options) {
     context.t_session_ms = std::chrono::duration_cast<std::chrono::milliseconds>(e.started - first).count();
     context.client = "har";
     context.dest = {e.host, e.server_ip, e.port, e.scheme};
-    context.party = detectors::party_of(e.host, cfg.app.first_party);
+    const auto who = attribution.attribute(e.host);
+    context.party = who.party;
+    context.party_rule = who.rule;
+    context.domain = who.domain;
+    if (who.sdk) {
+      context.sdk = captures::sdk_info{who.sdk->sdk, who.sdk->vendor, who.sdk->category};
+    }
     context.method = e.method;
     context.path = e.target.substr(0, e.target.find('?'));
     context.har_entry = e.index;

@@ -14,6 +14,9 @@ struct leak_context {
   std::string client;
   destination dest;
   std::string party;
+  std::string party_rule;
+  std::string domain;
+  std::optional<sdk_info> sdk;
   std::string method;
   std::string path;  // without the query: values in it would defeat masking
   std::optional<std::uint64_t> har_entry;
@@ -29,6 +32,9 @@ leak_record make_leak(const leak_context& c, std::uint64_t id, const Finding& f,
   r.client = c.client;
   r.dest = c.dest;
   r.party = c.party;
+  r.party_rule = c.party_rule;
+  r.domain = c.domain;
+  r.sdk = c.sdk;
   r.category = f.category;
   r.source = f.source;
   r.confidence = f.confidence;

@@ -70,6 +70,8 @@ std::string to_json_line(const leak_record& r) {
             {"client", r.client},
             {"dest", dest_json(r.dest)},
             {"party", r.party},
+            {"party_rule", r.party_rule.empty() ? json(nullptr) : json(r.party_rule)},
+            {"domain", r.domain.empty() ? json(nullptr) : json(r.domain)},
             {"sdk", r.sdk ? json{{"name", r.sdk->name}, {"vendor", r.sdk->vendor}, {"category", r.sdk->category}}
                           : json(nullptr)},
             {"category", r.category},

@@ -64,7 +64,9 @@ struct leak_record {
   std::uint64_t flow = 0;
   std::string client;
   destination dest;
-  std::string party;  // "first", "third", "unknown"
+  std::string party;       // "first", "third", "unknown"
+  std::string party_rule;  // which rule decided the party
+  std::string domain;      // SDK catalog domain, else registrable domain, else host
   std::optional<sdk_info> sdk;
   std::string category;
   std::string source;

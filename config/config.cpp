@@ -641,6 +641,58 @@ config load_config(const std::filesystem::path& file) {
   return c;
 }
 
+std::vector<sdk_entry> parse_sdk_catalog(const std::string& text, const std::string& name) {
+  static const std::set<std::string> categories = {"analytics", "push", "ads", "location", "crash", "social",
+                                                   "payment", "risk", "attribution", "cloud", "other"};
+  const reader r(name, "/");
+  const auto root = parse_yaml(text, name);
+  r.expect_map(root, "", {"sdks"});
+  const auto& list = root["sdks"];
+  if (!list || !list.IsSequence()) {
+    r.fail(root, "sdks", "must be a list of {domain, sdk, vendor, category}");
+  }
+  std::vector<sdk_entry> out;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const auto key = "sdks[" + std::to_string(i) + "]";
+    const auto& item = list[i];
+    r.expect_map(item, key, {"domain", "sdk", "vendor", "category", "country", "detail", "source"});
+    sdk_entry e;
+    for (const char* required : {"domain", "sdk", "category"}) {
+      if (!item[required]) {
+        r.fail(item, key, std::string("needs ") + required);
+      }
+    }
+    e.domain = lower(r.scalar(item["domain"], key + ".domain"));
+    e.sdk = r.scalar(item["sdk"], key + ".sdk");
+    e.category = r.scalar(item["category"], key + ".category");
+    if (!categories.count(e.category)) {
+      r.fail(item["category"], key + ".category",
+             "must be one of analytics, push, ads, location, crash, social, payment, risk, attribution, cloud, other (got \"" +
+                 e.category + "\")");
+    }
+    for (const auto& [field, target] : {std::pair<const char*, std::string*>{"vendor", &e.vendor},
+                                        {"country", &e.country}, {"detail", &e.detail}, {"source", &e.source}}) {
+      if (item[field]) {
+        *target = r.scalar(item[field], key + "." + field);
+      }
+    }
+    if (e.domain.empty() || e.domain.front() == '.' || e.domain.find(' ') != std::string::npos) {
+      r.fail(item["domain"], key + ".domain", "must be a domain name such as umeng.com");
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::vector<sdk_entry> load_sdk_catalogs(const config& cfg) {
+  auto all = parse_sdk_catalog(builtin_sdk_catalog(), "config/sdk-endpoints.yaml (built in)");
+  for (const auto& file : cfg.sdk_catalog) {
+    auto extra = parse_sdk_catalog(read_file(file, "SDK catalog"), file.string());
+    all.insert(all.end(), extra.begin(), extra.end());
+  }
+  return all;
+}
+
 device_profile load_device_profile(const std::filesystem::path& file) {
   const auto text = read_file(file, "device profile");
   const reader r(file.string(), std::filesystem::absolute(file).parent_path());

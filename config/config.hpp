@@ -149,6 +149,24 @@ struct config {
   limits_config limits;
 };
 
+// One SDK catalog row: hosts equal to or under `domain` belong to `sdk`.
+struct sdk_entry {
+  std::string domain;
+  std::string sdk;
+  std::string vendor;
+  std::string category;  // analytics, push, ads, location, crash, social, payment, risk, attribution, cloud, other
+  std::string country;
+  std::string detail;
+  std::string source;
+};
+
+// The catalog compiled into the binary (config/sdk-endpoints.yaml).
+const std::string& builtin_sdk_catalog();
+// Parses catalog YAML ({sdks: [{domain, sdk, vendor, category, …}]}); throws config_error.
+std::vector<sdk_entry> parse_sdk_catalog(const std::string& text, const std::string& name);
+// The built-in catalog followed by the files in `sdk_catalog` (later rows win for a domain).
+std::vector<sdk_entry> load_sdk_catalogs(const config& cfg);
+
 // Reads and validates a config file. Throws config_error naming file, line and key.
 config load_config(const std::filesystem::path& file);
 // Same, from text; `name` is used in messages and relative paths resolve against `base_dir`.

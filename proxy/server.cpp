@@ -85,12 +85,12 @@ net::awaitable<void> accept_loop(services& sv, tcp::acceptor& acceptor) {
 }  // namespace
 
 server::server(const config::config& cfg, const certs::certificate_authority& ca, const detectors::engine& detector,
-               captures::recorder& recorder)
+               const detectors::attributor& attribution, captures::recorder& recorder)
     : client_facing_(make_client_facing_context()),
       upstream_tls_(make_upstream_context(cfg.upstream)),
       leaves_(ca, leaf_cache_capacity),
       acceptor_(io_) {
-  services_ = std::unique_ptr<services>(new services{cfg, leaves_, detector, recorder, client_facing_, upstream_tls_});
+  services_ = std::unique_ptr<services>(new services{cfg, leaves_, detector, attribution, recorder, client_facing_, upstream_tls_});
   const tcp::endpoint endpoint(net::ip::make_address(cfg.listen.address), cfg.listen.port);
   boost::system::error_code ec;
   acceptor_.open(endpoint.protocol(), ec);

@@ -4,6 +4,7 @@
 #include "captures/recorder.hpp"
 #include "certs/leaf.hpp"
 #include "config/config.hpp"
+#include "detectors/attribution.hpp"
 #include "detectors/engine.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -43,6 +44,7 @@ struct services {
   const config::config& cfg;
   certs::leaf_cache& leaves;
   const detectors::engine& detector;
+  const detectors::attributor& attribution;
   captures::recorder& recorder;
   boost::asio::ssl::context& client_facing;
   boost::asio::ssl::context& upstream_tls;
@@ -63,7 +65,7 @@ class server {
  public:
   // Binds the listener; throws std::runtime_error naming the address when it cannot.
   server(const config::config& cfg, const certs::certificate_authority& ca, const detectors::engine& detector,
-         captures::recorder& recorder);
+         const detectors::attributor& attribution, captures::recorder& recorder);
   ~server();
 
   boost::asio::ip::tcp::endpoint local_endpoint() const;

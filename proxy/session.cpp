@@ -246,7 +246,13 @@ void record_leaks(services& sv, const connection& conn, captures::flow_record& f
   context.t_session_ms = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - sv.clock.steady_start).count();
   context.client = conn.client;
   context.dest = conn.dest;
-  context.party = detectors::party_of(conn.dest.host, sv.cfg.app.first_party);
+  const auto who = sv.attribution.attribute(conn.dest.host);
+  context.party = who.party;
+  context.party_rule = who.rule;
+  context.domain = who.domain;
+  if (who.sdk) {
+    context.sdk = captures::sdk_info{who.sdk->sdk, who.sdk->vendor, who.sdk->category};
+  }
   context.method = head.method;
   context.path = origin_form.substr(0, origin_form.find('?'));
   for (const auto& f : result.findings) {

@@ -22,6 +22,9 @@ leak_record sample_leak() {
   r.client = "192.168.1.23:53211";
   r.dest = {"alog.umeng.com", "203.0.113.7", 443, "https"};
   r.party = "third";
+  r.party_rule = "sdk_catalog: umeng.com";
+  r.domain = "umeng.com";
+  r.sdk = sdk_info{"Umeng", "Alibaba (Umeng)", "analytics"};
   r.category = "imei";
   r.source = "known";
   r.confidence = "high";
@@ -46,7 +49,7 @@ std::vector<std::string> lines_of(const std::filesystem::path& file) {
 
 TEST_CASE("leak record JSON line (golden)") {
   CHECK(to_json_line(sample_leak()) ==
-        R"({"category":"imei","client":"192.168.1.23:53211","confidence":"high","dest":{"host":"alog.umeng.com","ip":"203.0.113.7","port":443,"scheme":"https"},"encoding":["gzip"],"flow":42,"har_entry":null,"id":3,"party":"third","request":{"method":"POST","path":"/app_logs"},"sdk":null,"source":"known","t_consent_ms":null,"t_session_ms":12345,"ts":"2026-11-23T13:45:12.123456Z","value":"8654*******4564","where":"body"})"
+        R"json({"category":"imei","client":"192.168.1.23:53211","confidence":"high","dest":{"host":"alog.umeng.com","ip":"203.0.113.7","port":443,"scheme":"https"},"domain":"umeng.com","encoding":["gzip"],"flow":42,"har_entry":null,"id":3,"party":"third","party_rule":"sdk_catalog: umeng.com","request":{"method":"POST","path":"/app_logs"},"sdk":{"category":"analytics","name":"Umeng","vendor":"Alibaba (Umeng)"},"source":"known","t_consent_ms":null,"t_session_ms":12345,"ts":"2026-11-23T13:45:12.123456Z","value":"8654*******4564","where":"body"})json"
         "\n");
 }
 

@@ -58,7 +58,10 @@ class Scan(unittest.TestCase):
         self.assertEqual(umeng["t_session_ms"], 800)
         self.assertEqual(umeng["ts"], "2026-11-23T02:00:00.800000Z")
         self.assertEqual(umeng["party"], "third")
+        self.assertEqual(umeng["sdk"]["name"], "Umeng")
         self.assertEqual(leaks[1]["party"], "first")
+        self.assertEqual(leaks[1]["party_rule"], "app.first_party: demo.example")
+        self.assertIsNone(leaks[1]["sdk"])
         self.assertIn("3 requests, 2 leaks", p.stderr)
         self.assertRegex(p.stderr, r"imei\s+1\s+alog\.umeng\.com \(1\)")
 
