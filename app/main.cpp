@@ -1,5 +1,6 @@
 // The leakscope command: wires config, CA, detectors, proxy and the session writer together.
 
+#include "app/marks.hpp"
 #include "app/scan.hpp"
 #include "captures/recorder.hpp"
 #include "certs/ca.hpp"
@@ -43,8 +44,8 @@ std::string join(const std::vector<config::cidr>& blocks) {
 }
 
 void print_banner(const config::config& cfg, const certs::certificate_authority& ca,
-                  const boost::asio::ip::tcp::endpoint& listen, const std::filesystem::path& session,
-                  std::size_t known_forms) {
+                  const boost::asio::ip::tcp::endpoint& listen, const boost::asio::ip::tcp::endpoint& control,
+                  const std::filesystem::path& session, std::size_t known_forms) {
   const auto address = listen.address().to_string();
   std::cout << "leakscope " << version << "\n"
             << "Listening on     " << address << ":" << listen.port() << " ("
@@ -54,6 +55,8 @@ void print_banner(const config::config& cfg, const certs::certificate_authority&
             << "CA SHA-256       " << ca.sha256_fingerprint() << "\n"
             << "Session folder   " << session.string() << "\n"
             << "Device profile   " << known_forms << " value forms to look for\n"
+            << "Control          " << control.address().to_string() << ":" << control.port() << " (marks; token in "
+            << (session / "control.token").string() << ")\n"
             << "\n"
             << "Point a phone at it:\n";
   if (listen.address().is_loopback()) {
@@ -67,6 +70,7 @@ void print_banner(const config::config& cfg, const certs::certificate_authority&
             << "     or `--format der` (Android user store, iOS profile; then enable full trust on iOS).\n"
             << "  3. Check: curl -x http://" << address << ":" << listen.port() << " --cacert "
             << ca.cert_file().string() << " https://example.com/\n"
+            << "Timeline marks:  `leakscope mark consent|refuse|background|foreground|note TEXT`\n"
             << "Press Ctrl-C to stop and see the summary.\n"
             << std::flush;
 }
@@ -94,10 +98,17 @@ int run(const std::string& config_path) {
   const auto ca = certs::certificate_authority::load_or_create(cfg.ca.dir);
   const detectors::engine engine(cfg.device, detectors::engine_limits{cfg.limits.max_decoded_body});
   const auto attribution = detectors::make_attributor(cfg);
-  const auto session = captures::create_session_dir(cfg.capture.dir, std::chrono::system_clock::now());
+  const auto wall_start = std::chrono::system_clock::now();
+  const auto steady_start = std::chrono::steady_clock::now();
+  const auto session = captures::create_session_dir(cfg.capture.dir, wall_start);
   captures::recorder recorder(session);
-  proxy::server server(cfg, ca, engine, attribution, recorder);
-  print_banner(cfg, ca, server.local_endpoint(), session, engine.known_form_count());
+  captures::timeline timeline(recorder, wall_start, steady_start);
+  const std::string token = app::make_control_token();
+  proxy::server server(cfg, ca, engine, attribution, recorder, timeline, token);
+  // Written before run() accepts anything, with the port actually bound (control.port may be 0).
+  app::write_control_files(session, cfg.control.address, server.control_endpoint().port(), token);
+  print_banner(cfg, ca, server.local_endpoint(), server.control_endpoint(), session, engine.known_form_count());
+  app::terminal_marks keys(timeline);
 
   boost::asio::signal_set signals(server.io(), SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int) {
@@ -176,6 +187,15 @@ int main(int argc, char** argv) {
   export_cmd->add_option("-o,--out", out, "output file (pem, der) or folder (android); default stdout / current folder");
   export_cmd->add_option("-c,--config", config_path, "config file (for ca.dir)");
 
+  auto* mark_cmd = app.add_subcommand("mark", "add a timeline mark to the running session");
+  app::mark_options mark;
+  mark_cmd->add_option("kind", mark.kind, "consent, refuse, background, foreground or note")
+      ->required()
+      ->check(CLI::IsMember({"consent", "refuse", "background", "foreground", "note"}));
+  mark_cmd->add_option("text", mark.text, "the note's text");
+  mark_cmd->add_option("-c,--config", config_path, "config file (for capture.dir)");
+  mark_cmd->add_option("--session", mark.session, "session folder (default: the newest running one)");
+
   auto* scan_cmd = app.add_subcommand("scan", "run the detectors over a HAR file and print leak records");
   scan_options scan;
   scan_cmd->add_option("har", scan.har_file, "HAR 1.2 file (browsers, mitmproxy, HTTP Toolkit)")->required();
@@ -194,6 +214,13 @@ int main(int argc, char** argv) {
     }
     if (*export_cmd) {
       return ca_export(config_path, format, out);
+    }
+    if (*mark_cmd) {
+      if (mark.kind == "note" && mark.text.empty()) {
+        std::cerr << "leakscope: a note needs a text: leakscope mark note \"opened the settings page\"\n";
+        return 2;
+      }
+      return app::send_mark(load(config_path), mark);
     }
     if (*scan_cmd) {
       return app::scan_har(load(config_path), scan);

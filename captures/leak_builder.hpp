@@ -11,6 +11,7 @@ struct leak_context {
   std::uint64_t flow = 0;
   wall_time ts{};
   std::int64_t t_session_ms = 0;
+  std::optional<std::int64_t> t_consent_ms;  // null until a consent mark exists
   std::string client;
   destination dest;
   std::string party;
@@ -28,6 +29,7 @@ leak_record make_leak(const leak_context& c, std::uint64_t id, const Finding& f,
   r.id = id;
   r.ts = c.ts;
   r.t_session_ms = c.t_session_ms;
+  r.t_consent_ms = c.t_consent_ms;
   r.flow = c.flow;
   r.client = c.client;
   r.dest = c.dest;

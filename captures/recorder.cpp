@@ -36,8 +36,8 @@ std::filesystem::path create_session_dir(const std::filesystem::path& base, wall
 }
 
 recorder::recorder(std::filesystem::path session_dir) : dir_(std::move(session_dir)) {
-  const char* names[2] = {"flows.jsonl", "leaks.jsonl"};
-  for (int i = 0; i < 2; ++i) {
+  const char* names[3] = {"flows.jsonl", "leaks.jsonl", "marks.jsonl"};
+  for (int i = 0; i < 3; ++i) {
     const auto file = dir_ / names[i];
     fds_[i] = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fds_[i] < 0) {
@@ -60,6 +60,8 @@ recorder::~recorder() {
 void recorder::write(const flow_record& r) { enqueue({0, to_json_line(r), {}, {}}); }
 
 void recorder::write(const leak_record& r) { enqueue({1, to_json_line(r), r.category, r.dest.host}); }
+
+void recorder::write(const mark_record& r) { enqueue({2, to_json_line(r), {}, {}}); }
 
 void recorder::enqueue(item it) {
   {
@@ -116,6 +118,8 @@ void recorder::count(const item& it, bool written) {
     ++summary_.write_errors;
   } else if (it.file == 0) {
     ++summary_.flows;
+  } else if (it.file == 2) {
+    ++summary_.marks;
   } else {
     ++summary_.leaks;
     ++summary_.leaks_by_category[it.category];

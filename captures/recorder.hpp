@@ -21,6 +21,7 @@ std::filesystem::path create_session_dir(const std::filesystem::path& base, wall
 struct session_summary {
   std::uint64_t flows = 0;
   std::uint64_t leaks = 0;
+  std::uint64_t marks = 0;
   std::uint64_t write_errors = 0;
   std::map<std::string, std::uint64_t> leaks_by_category;
   std::map<std::string, std::uint64_t> leaks_by_destination;  // host
@@ -35,6 +36,7 @@ class recorder {
 
   void write(const flow_record& r);
   void write(const leak_record& r);
+  void write(const mark_record& r);
   // Waits until everything submitted so far is on disk, then stops the writer.
   void close();
 
@@ -43,7 +45,7 @@ class recorder {
 
  private:
   struct item {
-    int file;  // 0 = flows, 1 = leaks
+    int file;  // 0 = flows, 1 = leaks, 2 = marks
     std::string line;
     std::string category, host;  // leaks only, for the summary
   };
@@ -53,7 +55,7 @@ class recorder {
   void count(const item& it, bool written);  // caller holds mutex_
 
   std::filesystem::path dir_;
-  int fds_[2] = {-1, -1};
+  int fds_[3] = {-1, -1, -1};
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<item> queue_;

@@ -85,4 +85,14 @@ std::string to_json_line(const leak_record& r) {
   return line(j);
 }
 
+std::string to_json_line(const mark_record& r) {
+  json j = {{"id", r.id},
+            {"kind", r.kind},
+            {"text", r.text.empty() ? json(nullptr) : json(r.text)},
+            {"ts", iso8601(r.ts)},
+            {"t_session_ms", r.t_session_ms},
+            {"source", r.source}};
+  return line(j);
+}
+
 }  // namespace leakscope::captures

@@ -79,10 +79,25 @@ struct leak_record {
   std::optional<std::uint64_t> har_entry;
 };
 
+// One line of marks.jsonl: a moment of the test scenario.
+struct mark_record {
+  std::uint64_t id = 0;
+  std::string kind;  // consent, refuse, background, foreground, note
+  std::string text;  // notes; empty otherwise
+  wall_time ts{};
+  std::int64_t t_session_ms = 0;  // from the session's monotonic clock
+  std::string source;             // terminal, cli, http, har
+};
+
+inline bool is_mark_kind(const std::string& k) {
+  return k == "consent" || k == "refuse" || k == "background" || k == "foreground" || k == "note";
+}
+
 // "2026-11-23T13:45:12.123456Z"
 std::string iso8601(wall_time t);
 
 std::string to_json_line(const flow_record& r);
 std::string to_json_line(const leak_record& r);
+std::string to_json_line(const mark_record& r);
 
 }  // namespace leakscope::captures

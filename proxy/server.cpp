@@ -82,31 +82,58 @@ net::awaitable<void> accept_loop(services& sv, tcp::acceptor& acceptor) {
   }
 }
 
+net::awaitable<void> control_loop(control_context& ctx, tcp::acceptor& acceptor) {
+  while (acceptor.is_open()) {
+    boost::system::error_code ec;
+    tcp::socket socket = co_await acceptor.async_accept(net::make_strand(acceptor.get_executor()),
+                                                        net::redirect_error(net::use_awaitable, ec));
+    if (ec == net::error::operation_aborted || !acceptor.is_open()) {
+      co_return;
+    }
+    if (ec) {
+      continue;
+    }
+    auto executor = socket.get_executor();
+    net::co_spawn(executor, serve_control(ctx, std::move(socket)), net::detached);
+  }
+}
+
+void bind_listener(tcp::acceptor& acceptor, const std::string& address, std::uint16_t port, const char* key) {
+  const tcp::endpoint endpoint(net::ip::make_address(address), port);
+  boost::system::error_code ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) {
+    acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    acceptor.bind(endpoint, ec);
+  }
+  if (!ec) {
+    acceptor.listen(net::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    throw std::runtime_error("cannot listen on " + address + ":" + std::to_string(port) + ": " + ec.message() +
+                             " (change " + key + " or stop the other program)");
+  }
+}
+
 }  // namespace
 
 server::server(const config::config& cfg, const certs::certificate_authority& ca, const detectors::engine& detector,
-               const detectors::attributor& attribution, captures::recorder& recorder)
+               const detectors::attributor& attribution, captures::recorder& recorder, captures::timeline& timeline,
+               std::string control_token)
     : client_facing_(make_client_facing_context()),
       upstream_tls_(make_upstream_context(cfg.upstream)),
       leaves_(ca, leaf_cache_capacity),
-      acceptor_(io_) {
-  services_ = std::unique_ptr<services>(new services{cfg, leaves_, detector, attribution, recorder, client_facing_, upstream_tls_});
-  const tcp::endpoint endpoint(net::ip::make_address(cfg.listen.address), cfg.listen.port);
-  boost::system::error_code ec;
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) {
-    acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-    acceptor_.bind(endpoint, ec);
-  }
-  if (!ec) {
-    acceptor_.listen(net::socket_base::max_listen_connections, ec);
-  }
-  if (ec) {
-    throw std::runtime_error("cannot listen on " + cfg.listen.address + ":" + std::to_string(cfg.listen.port) + ": " +
-                             ec.message() + " (change listen.port or stop the other program)");
-  }
+      acceptor_(io_),
+      control_acceptor_(io_) {
+  services_ = std::unique_ptr<services>(
+      new services{cfg, leaves_, detector, attribution, recorder, timeline, client_facing_, upstream_tls_});
+  control_ = std::make_unique<control_context>(control_context{cfg, timeline, std::move(control_token)});
+  bind_listener(acceptor_, cfg.listen.address, cfg.listen.port, "listen.port");
+  bind_listener(control_acceptor_, cfg.control.address, cfg.control.port, "control.port");
   services_->listen_endpoint = acceptor_.local_endpoint();
 }
+
+tcp::endpoint server::control_endpoint() const { return control_acceptor_.local_endpoint(); }
 
 server::~server() = default;
 
@@ -114,6 +141,7 @@ tcp::endpoint server::local_endpoint() const { return services_->listen_endpoint
 
 void server::run(unsigned threads) {
   net::co_spawn(io_, accept_loop(*services_, acceptor_), net::detached);
+  net::co_spawn(io_, control_loop(*control_, control_acceptor_), net::detached);
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads; ++i) {
     pool.emplace_back([this] { io_.run(); });
@@ -128,6 +156,7 @@ void server::stop(std::chrono::milliseconds grace) {
   net::post(io_, [this, grace] {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
+    control_acceptor_.close(ignored);
     {
       std::lock_guard lock(services_->open_mutex);
       for (auto& [key, close] : services_->open) {

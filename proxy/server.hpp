@@ -2,6 +2,8 @@
 // The listener and what every session shares. Only proxy/ touches sockets.
 
 #include "captures/recorder.hpp"
+#include "captures/timeline.hpp"
+#include "proxy/control.hpp"
 #include "certs/leaf.hpp"
 #include "config/config.hpp"
 #include "detectors/attribution.hpp"
@@ -22,12 +24,6 @@
 
 namespace leakscope::proxy {
 
-// Session time: wall clock for records, steady clock for durations.
-struct session_clock {
-  std::chrono::system_clock::time_point wall_start = std::chrono::system_clock::now();
-  std::chrono::steady_clock::time_point steady_start = std::chrono::steady_clock::now();
-};
-
 // Hosts whose clients refused our certificate; with tls.auto_passthrough they are tunnelled.
 class rejected_hosts {
  public:
@@ -46,9 +42,9 @@ struct services {
   const detectors::engine& detector;
   const detectors::attributor& attribution;
   captures::recorder& recorder;
+  captures::timeline& timeline;
   boost::asio::ssl::context& client_facing;
   boost::asio::ssl::context& upstream_tls;
-  session_clock clock;
   rejected_hosts rejected;
   boost::asio::ip::tcp::endpoint listen_endpoint;
   std::atomic<std::uint64_t> next_flow{1};
@@ -64,11 +60,14 @@ struct services {
 class server {
  public:
   // Binds the listener; throws std::runtime_error naming the address when it cannot.
+  // Binds the proxy and the control listener; `control_token` guards the control endpoint.
   server(const config::config& cfg, const certs::certificate_authority& ca, const detectors::engine& detector,
-         const detectors::attributor& attribution, captures::recorder& recorder);
+         const detectors::attributor& attribution, captures::recorder& recorder, captures::timeline& timeline,
+         std::string control_token);
   ~server();
 
   boost::asio::ip::tcp::endpoint local_endpoint() const;
+  boost::asio::ip::tcp::endpoint control_endpoint() const;
   // Serves on `threads` threads until stop(); returns when every session has ended.
   void run(unsigned threads);
   // Thread-safe: stops accepting, closes every open connection, and makes run() return once
@@ -82,7 +81,9 @@ class server {
   boost::asio::ssl::context upstream_tls_;
   certs::leaf_cache leaves_;
   std::unique_ptr<services> services_;
+  std::unique_ptr<control_context> control_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::ip::tcp::acceptor control_acceptor_;
 };
 
 }  // namespace leakscope::proxy

@@ -243,7 +243,10 @@ void record_leaks(services& sv, const connection& conn, captures::flow_record& f
   captures::leak_context context;
   context.flow = flow.id;
   context.ts = std::chrono::system_clock::now();
-  context.t_session_ms = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - sv.clock.steady_start).count();
+  context.t_session_ms = sv.timeline.now_ms();
+  if (const auto consent = sv.timeline.consent_ms()) {
+    context.t_consent_ms = context.t_session_ms - *consent;
+  }
   context.client = conn.client;
   context.dest = conn.dest;
   const auto who = sv.attribution.attribute(conn.dest.host);

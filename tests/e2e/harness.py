@@ -148,7 +148,7 @@ http {{
 class Proxy:
     """leakscope run on a free port with a per-test CA, session folder and config."""
 
-    def __init__(self, root: Path, origin: Origin, extra_config: str = "", device=None):
+    def __init__(self, root: Path, origin: Origin, extra_config: str = "", device=None, stdin=None):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         device = device or {"imei": ["865432101234564"], "phone_number": ["13812345678"]}
@@ -156,6 +156,7 @@ class Proxy:
         self.config = root / "leakscope.yaml"
         self.config.write_text(f"""
 listen: {{address: 127.0.0.1, port: 0}}
+control: {{address: 127.0.0.1, port: 0}}
 ca: {{dir: ca}}
 capture: {{dir: captures}}
 upstream:
@@ -166,10 +167,12 @@ device: {json.dumps(device)}
 {extra_config}
 """)
         self.proc = subprocess.Popen([LEAKSCOPE, "run", "-c", str(self.config)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                                     text=True)
         self.banner = []
         self.port = None
         self.session = None
+        self.control_port = None
         # The banner is the readiness signal: the port is bound before it is printed.
         for line in self.proc.stdout:
             self.banner.append(line)
@@ -177,6 +180,8 @@ device: {json.dumps(device)}
                 self.port = int(line.split()[2].rsplit(":", 1)[1])
             if line.startswith("Session folder"):
                 self.session = Path(line.split(None, 2)[2].strip())
+            if line.startswith("Control"):
+                self.control_port = int(line.split()[1].rsplit(":", 1)[1])
             if line.startswith("Press Ctrl-C"):
                 break
         if self.port is None or self.session is None:
@@ -203,6 +208,9 @@ device: {json.dumps(device)}
     def records(self, name):
         path = self.session / name
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def marks(self):
+        return self.records("marks.jsonl")
 
     def flows(self):
         return self.records("flows.jsonl")
