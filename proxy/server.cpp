@@ -11,6 +11,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <sys/socket.h>
+
 #include <iostream>
 #include <thread>
 
@@ -24,10 +26,12 @@ namespace {
 // Enough leaves for every host a phone talks to in a long session, a few MiB at most.
 constexpr std::size_t leaf_cache_capacity = 4096;
 
-net::awaitable<void> accept_loop(services& sv, tcp::acceptor& acceptor) {
+// Accepts until the acceptor closes, each connection on its own strand (its coroutines never
+// run on two threads at once), and hands it to `on_accept`.
+template <class Handler>
+net::awaitable<void> accept_loop(tcp::acceptor& acceptor, Handler on_accept) {
   while (acceptor.is_open()) {
     boost::system::error_code ec;
-    // Each connection gets its own strand: its coroutines never run on two threads at once.
     tcp::socket socket = co_await acceptor.async_accept(net::make_strand(acceptor.get_executor()),
                                                         net::redirect_error(net::use_awaitable, ec));
     if (ec == net::error::operation_aborted || !acceptor.is_open()) {
@@ -38,64 +42,41 @@ net::awaitable<void> accept_loop(services& sv, tcp::acceptor& acceptor) {
       std::cerr << "leakscope: accept failed: " << ec.message() << "\n";
       continue;
     }
-    if (sv.connections.load() >= sv.cfg.limits.max_connections) {
-      std::cerr << "leakscope: refusing a connection: limits.max_connections (" << sv.cfg.limits.max_connections
-                << ") reached\n";
-      socket.close(ec);
-      continue;
-    }
-    ++sv.connections;
-    auto executor = socket.get_executor();
-    auto shared = std::make_shared<tcp::socket>(std::move(socket));
-    std::uint64_t key = 0;
-    {
-      std::lock_guard lock(sv.open_mutex);
-      key = sv.next_open++;
-      // Closing happens on the connection's own strand, where its operations run.
-      std::weak_ptr<tcp::socket> weak = shared;
-      sv.open[key] = [executor, weak] {
-        net::post(executor, [weak] {
-          if (auto s = weak.lock()) {
-            boost::system::error_code ignored;
-            s->shutdown(tcp::socket::shutdown_receive, ignored);
-          }
-        });
-      };
-    }
-    net::co_spawn(
-        executor,
-        [&sv, shared, key]() -> net::awaitable<void> {
-          co_await serve_client(sv, std::move(*shared));
-        },
-        [&sv, key](std::exception_ptr e) {
-          if (e) {
-            try {
-              std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-              std::cerr << "leakscope: connection ended by an internal error: " << ex.what() << "\n";
-            }
-          }
-          std::lock_guard lock(sv.open_mutex);
-          sv.open.erase(key);
-          --sv.connections;
-        });
+    on_accept(std::move(socket));
   }
 }
 
-net::awaitable<void> control_loop(control_context& ctx, tcp::acceptor& acceptor) {
-  while (acceptor.is_open()) {
-    boost::system::error_code ec;
-    tcp::socket socket = co_await acceptor.async_accept(net::make_strand(acceptor.get_executor()),
-                                                        net::redirect_error(net::use_awaitable, ec));
-    if (ec == net::error::operation_aborted || !acceptor.is_open()) {
-      co_return;
-    }
-    if (ec) {
-      continue;
-    }
-    auto executor = socket.get_executor();
-    net::co_spawn(executor, serve_control(ctx, std::move(socket)), net::detached);
+void start_session(services& sv, tcp::socket socket) {
+  boost::system::error_code ec;
+  if (sv.connections.load() >= sv.cfg.limits.max_connections) {
+    std::cerr << "leakscope: refusing a connection: limits.max_connections (" << sv.cfg.limits.max_connections
+              << ") reached\n";
+    socket.close(ec);
+    return;
   }
+  ++sv.connections;
+  auto executor = socket.get_executor();
+  std::uint64_t key = 0;
+  {
+    std::lock_guard lock(sv.open_mutex);
+    key = sv.next_open++;
+    // The descriptor survives the moves into the session's streams; shutdown(2) on it wakes
+    // every pending operation of the session from any thread.
+    const int fd = socket.native_handle();
+    sv.open[key] = [fd] { ::shutdown(fd, SHUT_RDWR); };
+  }
+  net::co_spawn(executor, serve_client(sv, std::move(socket)), [&sv, key](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        std::cerr << "leakscope: connection ended by an internal error: " << ex.what() << "\n";
+      }
+    }
+    std::lock_guard lock(sv.open_mutex);
+    sv.open.erase(key);
+    --sv.connections;
+  });
 }
 
 void bind_listener(tcp::acceptor& acceptor, const std::string& address, std::uint16_t port, const char* key) {
@@ -140,8 +121,15 @@ server::~server() = default;
 tcp::endpoint server::local_endpoint() const { return services_->listen_endpoint; }
 
 void server::run(unsigned threads) {
-  net::co_spawn(io_, accept_loop(*services_, acceptor_), net::detached);
-  net::co_spawn(io_, control_loop(*control_, control_acceptor_), net::detached);
+  net::co_spawn(io_, accept_loop(acceptor_, [this](tcp::socket s) { start_session(*services_, std::move(s)); }),
+                net::detached);
+  net::co_spawn(io_,
+                accept_loop(control_acceptor_,
+                            [this](tcp::socket s) {
+                              auto executor = s.get_executor();
+                              net::co_spawn(executor, serve_control(*control_, std::move(s)), net::detached);
+                            }),
+                net::detached);
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads; ++i) {
     pool.emplace_back([this] { io_.run(); });

@@ -51,7 +51,8 @@ struct services {
   std::atomic<std::uint64_t> next_leak{1};
   std::atomic<unsigned> connections{0};
 
-  // Open client connections, so stop() can close them and let their flows be recorded.
+  // Open client connections, so stop() can close them and let their flows be recorded. The
+  // closers run under open_mutex; a session removes itself under it when it ends.
   std::mutex open_mutex;
   std::map<std::uint64_t, std::function<void()>> open;
   std::uint64_t next_open = 1;

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import unittest
 from pathlib import Path
 
 LEAKSCOPE = os.environ.get("LEAKSCOPE_BIN", str(Path(__file__).resolve().parents[2] / "build/app/leakscope"))
@@ -229,3 +230,23 @@ def curl(*args, check=True):
 
 def temp_root(prefix):
     return Path(tempfile.mkdtemp(prefix=f"leakscope-{prefix}-"))
+
+
+class OriginTestCase(unittest.TestCase):
+    """One nginx origin for the test class; a fresh leakscope for each test through start()."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = temp_root(cls.__name__.lower())
+        cls.origin = Origin(cls.root / "origin")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.origin.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def start(self, extra_config="", **kw):
+        self.proxy = Proxy(temp_root("proxy"), self.origin, extra_config, **kw)
+        proxy = self.proxy
+        self.addCleanup(lambda: (proxy.stop(), shutil.rmtree(proxy.root, ignore_errors=True)))
+        return proxy

@@ -9,27 +9,12 @@ import unittest
 import urllib.error
 import urllib.request
 
-from harness import LEAKSCOPE, Origin, Proxy, curl, temp_root
+from harness import LEAKSCOPE, OriginTestCase, curl, temp_root
 
 IMEI = "865432101234564"
 
 
-class Marks(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.root = temp_root("marks")
-        cls.origin = Origin(cls.root / "origin")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.origin.stop()
-        shutil.rmtree(cls.root, ignore_errors=True)
-
-    def start(self, **kw):
-        self.proxy = Proxy(temp_root("proxy"), self.origin, **kw)
-        self.addCleanup(lambda: (self.proxy.stop(), shutil.rmtree(self.proxy.root, ignore_errors=True)))
-        return self.proxy
-
+class Marks(OriginTestCase):
     def leak(self):
         curl("-x", self.proxy.url, "--cacert", str(self.proxy.ca_pem),
              f"https://sdk.umeng.com:{self.origin.tls_port}/index.html?imei={IMEI}")

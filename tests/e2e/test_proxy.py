@@ -10,31 +10,12 @@ import ssl
 import subprocess
 import unittest
 
-from harness import Origin, Proxy, curl, temp_root, UNTRUSTED_NAME
+from harness import OriginTestCase, curl, temp_root, UNTRUSTED_NAME
 
 IMEI = "865432101234564"
 
 
-class ProxyEndToEnd(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.root = temp_root("e2e")
-        cls.origin = Origin(cls.root / "origin")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.origin.stop()
-        shutil.rmtree(cls.root, ignore_errors=True)
-
-    def start(self, extra_config="", **kw):
-        self.proxy = Proxy(temp_root("proxy"), self.origin, extra_config, **kw)
-        self.addCleanup(self.cleanup)
-        return self.proxy
-
-    def cleanup(self):
-        self.proxy.stop()
-        shutil.rmtree(self.proxy.root, ignore_errors=True)
-
+class ProxyEndToEnd(OriginTestCase):
     def https(self, name="api.example.test"):
         return f"https://{name}:{self.origin.tls_port}"
 
@@ -293,6 +274,22 @@ class ProxyEndToEnd(unittest.TestCase):
         self.assertEqual(flows[0]["leaks"], 1)
         self.assertEqual(leaks[0]["where"], "url.query:imei")
         self.assertEqual(leaks[0]["flow"], flows[0]["id"])
+
+    def test_a_request_cut_off_by_ctrl_c_is_still_recorded(self):
+        self.start()
+        target = f"http://api.example.test:{self.origin.http_port}/echo/slow?imei={IMEI}"
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as s:
+            s.sendall(f"POST {target} HTTP/1.1\r\nHost: api.example.test\r\nContent-Length: 1000\r\n"
+                      "Expect: 100-continue\r\n\r\n".encode())
+            # The origin's 100 Continue coming back proves the exchange is in flight at Ctrl-C.
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 100 Continue"))
+            s.sendall(b"partial body")
+            self.assertEqual(self.proxy.stop(), 0)
+        flows = self.proxy.flows()
+        self.assertEqual(len(flows), 1)
+        self.assertFalse(flows[0]["complete"])
+        self.assertEqual(flows[0]["error"]["type"], "client_closed")
+        self.assertEqual([l["where"] for l in self.proxy.leaks()], ["url.query:imei"])
 
     # --- refusals and typed errors ----------------------------------------------------------
     def test_a_head_that_trickles_in_past_the_headers_timeout_is_cut_off(self):
