@@ -104,6 +104,28 @@ bool has_percent_escape(std::string_view v) {
   return false;
 }
 
+// Encrypted or compressed-and-unknown bytes: Shannon entropy near 8 bits per byte over a body
+// long enough for the estimate to mean something.
+bool looks_encrypted(std::string_view data) {
+  if (data.size() < 256) {
+    return false;
+  }
+  std::size_t counts[256] = {};
+  for (const char c : data) {
+    ++counts[static_cast<unsigned char>(c)];
+  }
+  double entropy = 0;
+  const double n = static_cast<double>(data.size());
+  for (const std::size_t c : counts) {
+    if (c > 0) {
+      const double p = static_cast<double>(c) / n;
+      entropy -= p * std::log2(p);
+    }
+  }
+  // Random bytes reach ~7.9 bits for a few KiB; base64 text stays at 6, JSON and text below 5.
+  return entropy > (data.size() < 4096 ? 7.0 : 7.5);
+}
+
 struct location_candidate {
   double value;
   std::string text;
@@ -457,6 +479,9 @@ struct engine::scan {
     if (!root) {
       known(hits, where, chain);
       leaf_text(key, data, where, chain, depth);
+      if (depth == 0 && looks_encrypted(data)) {
+        out.incomplete.push_back("opaque_body");
+      }
       return;
     }
     const std::size_t before = out.findings.size();

@@ -239,3 +239,18 @@ TEST_CASE("look-alikes are not personal data") {
     CHECK(r.findings.empty());
   }
 }
+
+TEST_CASE("a body that looks encrypted is reported as opaque, structured ones are not") {
+  std::string random(4096, '\0');
+  std::uint32_t x = 2463534242u;
+  for (auto& c : random) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    c = static_cast<char>(x);
+  }
+  const auto r = without_profile().inspect(post(random, "application/octet-stream"));
+  CHECK(std::find(r.incomplete.begin(), r.incomplete.end(), "opaque_body") != r.incomplete.end());
+  const auto j = without_profile().inspect(post(R"({"a":")" + std::string(4000, 'x') + R"("})"));
+  CHECK(j.incomplete.empty());
+}
