@@ -107,6 +107,12 @@ int run(const std::string& config_path) {
   proxy::server server(cfg, ca, engine, attribution, recorder, timeline, token);
   // Written before run() accepts anything, with the port actually bound (control.port may be 0).
   app::write_control_files(session, cfg.control.address, server.control_endpoint().port(), token);
+  app::write_session_info(session, cfg,
+                          {{"source", "proxy"},
+                           {"start", captures::iso8601(wall_start)},
+                           {"listen", server.local_endpoint().address().to_string() + ":" +
+                                          std::to_string(server.local_endpoint().port())},
+                           {"config", cfg.source.string()}});
   print_banner(cfg, ca, server.local_endpoint(), server.control_endpoint(), session, engine.known_form_count());
   app::terminal_marks keys(timeline);
 
@@ -201,6 +207,8 @@ int main(int argc, char** argv) {
   scan_cmd->add_option("har", scan.har_file, "HAR 1.2 file (browsers, mitmproxy, HTTP Toolkit)")->required();
   scan_cmd->add_option("-c,--config", config_path, "config file (device profile, first-party domains)");
   scan_cmd->add_option("--jsonl", scan.jsonl_out, "write leak records here instead of standard output");
+  scan_cmd->add_option("--out", scan.out_dir, "make a session folder here (leaks, flows, marks) for `leakscope report`");
+  scan_cmd->add_option("--mark", scan.marks, "a timeline mark, KIND@ISO-8601-TIME (consent, refuse, background, foreground, note:TEXT)");
   scan_cmd->add_option("--fail-on", scan.fail_on, "exit 3 when a finding is in one of these categories (or any)")
       ->delimiter(',')
       ->check([](const std::string& v) {

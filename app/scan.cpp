@@ -2,6 +2,9 @@
 
 #include "captures/har_reader.hpp"
 #include "captures/leak_builder.hpp"
+#include "captures/recorder.hpp"
+
+#include <nlohmann/json.hpp>
 #include "detectors/attribution.hpp"
 #include "detectors/engine.hpp"
 
@@ -40,7 +43,40 @@ class progress {
   bool enabled_;
 };
 
+// "consent@2026-11-23T10:00:05+08:00" or "note:opened settings@…".
+std::optional<captures::mark_record> parse_mark(const std::string& spec) {
+  const auto at = spec.rfind('@');
+  if (at == std::string::npos) {
+    return std::nullopt;
+  }
+  captures::mark_record m;
+  m.kind = spec.substr(0, at);
+  if (m.kind.rfind("note:", 0) == 0) {
+    m.text = m.kind.substr(5);
+    m.kind = "note";
+  }
+  const auto t = captures::parse_iso8601(spec.substr(at + 1));
+  if (!captures::is_mark_kind(m.kind) || !t || (m.kind == "note" && m.text.empty())) {
+    return std::nullopt;
+  }
+  m.ts = *t;
+  m.source = "cli";
+  return m;
+}
+
 }  // namespace
+
+void write_session_info(const std::filesystem::path& dir, const config::config& cfg, const nlohmann::json& info) {
+  using std::filesystem::perms;
+  std::ofstream(dir / "session.json") << info.dump(2) << "\n";
+  std::filesystem::permissions(dir / "session.json", perms::owner_read | perms::owner_write);
+  if (!cfg.source.empty()) {
+    // The config the session was made with, so `leakscope report DIR` judges it by the same
+    // declarations and limits.
+    std::filesystem::copy_file(cfg.source, dir / "config.yaml", std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::permissions(dir / "config.yaml", perms::owner_read | perms::owner_write);
+  }
+}
 
 int scan_har(const config::config& cfg, const scan_options& options) {
   std::ifstream in(options.har_file, std::ios::binary);
@@ -62,8 +98,31 @@ int scan_har(const config::config& cfg, const scan_options& options) {
     std::cerr << "leakscope: " << options.har_file << ": skipped " << s << "\n";
   }
 
+  std::vector<captures::mark_record> marks;
+  for (const auto& spec : options.marks) {
+    auto m = parse_mark(spec);
+    if (!m) {
+      std::cerr << "leakscope: --mark " << spec
+                << ": expected KIND@TIME, e.g. consent@2026-11-23T10:00:05+08:00 (kinds: consent, refuse, background, "
+                   "foreground, note:TEXT)\n";
+      return 2;
+    }
+    marks.push_back(*m);
+  }
+  std::sort(marks.begin(), marks.end(), [](const auto& a, const auto& b) { return a.ts < b.ts; });
+
   std::ofstream file;
-  if (!options.jsonl_out.empty()) {
+  std::unique_ptr<captures::recorder> recorder;
+  if (!options.out_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.out_dir, ec);
+    if (ec || !std::filesystem::is_empty(options.out_dir)) {
+      std::cerr << "leakscope: --out " << options.out_dir << " must be a new or empty folder\n";
+      return 2;
+    }
+    std::filesystem::permissions(options.out_dir, std::filesystem::perms::owner_all);
+    recorder = std::make_unique<captures::recorder>(options.out_dir);
+  } else if (!options.jsonl_out.empty()) {
     file.open(options.jsonl_out, std::ios::binary | std::ios::trunc);
     if (!file) {
       std::cerr << "leakscope: cannot write " << options.jsonl_out << "\n";
@@ -74,9 +133,27 @@ int scan_har(const config::config& cfg, const scan_options& options) {
 
   const detectors::engine engine(cfg.device, detectors::engine_limits{cfg.limits.max_decoded_body});
   const auto attribution = detectors::make_attributor(cfg);
-  const auto first = entries.empty() ? captures::wall_time{} : std::min_element(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
-                                                                  return a.started < b.started;
-                                                                })->started;
+  // The session starts at the first entry (or the first mark, if one comes earlier).
+  auto first = entries.empty() ? captures::wall_time{} : std::min_element(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+                                                            return a.started < b.started;
+                                                          })->started;
+  if (!marks.empty() && (entries.empty() || marks.front().ts < first)) {
+    first = marks.front().ts;
+  }
+  auto session_ms = [&](captures::wall_time t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t - first).count();
+  };
+  std::optional<std::int64_t> consent;
+  for (std::size_t i = 0; i < marks.size(); ++i) {
+    marks[i].id = i + 1;
+    marks[i].t_session_ms = session_ms(marks[i].ts);
+    if (marks[i].kind == "consent" && !consent) {
+      consent = marks[i].t_session_ms;
+    }
+    if (recorder) {
+      recorder->write(marks[i]);
+    }
+  }
   std::map<std::string, std::map<std::string, std::uint64_t>> table;  // category -> host -> count
   std::uint64_t leaks = 0;
   bool failed = false;
@@ -96,7 +173,10 @@ int scan_har(const config::config& cfg, const scan_options& options) {
     captures::leak_context context;
     context.flow = e.index + 1;
     context.ts = e.started;
-    context.t_session_ms = std::chrono::duration_cast<std::chrono::milliseconds>(e.started - first).count();
+    context.t_session_ms = session_ms(e.started);
+    if (consent) {
+      context.t_consent_ms = context.t_session_ms - *consent;
+    }
     context.client = "har";
     context.dest = {e.host, e.server_ip, e.port, e.scheme};
     const auto who = attribution.attribute(e.host);
@@ -110,16 +190,47 @@ int scan_har(const config::config& cfg, const scan_options& options) {
     context.path = e.target.substr(0, e.target.find('?'));
     context.har_entry = e.index;
     for (const auto& f : result.findings) {
-      out << captures::to_json_line(captures::make_leak(context, ++leaks, f, detectors::mask(f.value)));
+      const auto leak = captures::make_leak(context, ++leaks, f, detectors::mask(f.value));
+      if (recorder) {
+        recorder->write(leak);
+      } else {
+        out << captures::to_json_line(leak);
+      }
       ++table[f.category][e.host];
       const bool any = std::find(options.fail_on.begin(), options.fail_on.end(), "any") != options.fail_on.end();
       if (any || std::find(options.fail_on.begin(), options.fail_on.end(), f.category) != options.fail_on.end()) {
         failed = true;
       }
     }
+    if (recorder) {
+      captures::flow_record flow;
+      flow.id = context.flow;
+      flow.client = "har";
+      flow.dest = context.dest;
+      flow.kind = e.scheme;
+      flow.method = e.method;
+      flow.url = e.url;
+      flow.status = e.status;
+      flow.bytes_up = e.body.size();
+      flow.start = e.started;
+      flow.total_ms = e.time_ms;
+      flow.incomplete = result.incomplete;
+      flow.leaks = result.findings.size();
+      flow.note = "har_entry " + std::to_string(e.index);
+      recorder->write(flow);
+    }
     bar.update(i + 1);
   }
   out.flush();
+  if (recorder) {
+    recorder->close();
+    write_session_info(options.out_dir, cfg,
+                       {{"source", "har"},
+                        {"har_file", std::filesystem::absolute(options.har_file).string()},
+                        {"start", captures::iso8601(first)},
+                        {"entries", entries.size()}});
+    std::cerr << "session folder " << options.out_dir << "\n";
+  }
 
   std::cerr << options.har_file << ": " << entries.size() << " requests, " << leaks << " leaks\n";
   if (!table.empty()) {

@@ -162,6 +162,13 @@ std::vector<har_request> read_har(const std::string& text, std::vector<std::stri
       r.started = *t;
     }
     r.server_ip = str(e, "serverIPAddress");
+    if (e.contains("response") && e["response"].is_object() && e["response"].contains("status") &&
+        e["response"]["status"].is_number_integer()) {
+      r.status = e["response"]["status"].get<int>();
+    }
+    if (e.contains("time") && e["time"].is_number()) {
+      r.time_ms = e["time"].get<double>();
+    }
     if (r.server_ip.size() > 1 && r.server_ip.front() == '[') {
       r.server_ip = r.server_ip.substr(1, r.server_ip.size() - 2);
     }

@@ -28,6 +28,8 @@ struct har_request {
   std::string server_ip;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;  // postData.text, base64-decoded when the writer marked it so
+  int status = 0;    // response.status; 0 when there was no response
+  double time_ms = 0;  // entry.time
 };
 
 // Parses a HAR document; throws har_error naming what is wrong ("log.entries[3].request.url
