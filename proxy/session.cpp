@@ -749,6 +749,11 @@ std::optional<std::string> client_rejection(const error_code& ec) {
   if (ec == net::error::eof || ec == net::error::connection_reset) {
     return "the client closed the connection during the handshake";
   }
+  // TLS 1.3: our handshake ends by writing session tickets; a client that verified, checked a
+  // pin and hung up (OkHttp's CertificatePinner) has closed by then.
+  if (ec == net::error::broken_pipe) {
+    return "the client completed its side of the handshake and closed before reading our session tickets";
+  }
   if (ec.category() == net::error::get_ssl_category()) {
     switch (ERR_GET_REASON(static_cast<unsigned long>(ec.value()))) {
       case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
