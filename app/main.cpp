@@ -1,6 +1,7 @@
 // The leakscope command: wires config, CA, detectors, proxy and the session writer together.
 
 #include "app/marks.hpp"
+#include "app/report.hpp"
 #include "app/scan.hpp"
 #include "captures/recorder.hpp"
 #include "certs/ca.hpp"
@@ -202,6 +203,17 @@ int main(int argc, char** argv) {
   mark_cmd->add_option("-c,--config", config_path, "config file (for capture.dir)");
   mark_cmd->add_option("--session", mark.session, "session folder (default: the newest running one)");
 
+  auto* report_cmd = app.add_subcommand("report", "judge a session's leaks rule by rule (R1-R6)");
+  app::report_options report;
+  report_cmd->add_option("dir", report.dir, "session folder (captures/<id>, or one made by scan --out)")->required();
+  report_cmd->add_option("-c,--config", report.config, "config with the declarations (default: the session's copy)");
+  report_cmd->add_option("--format", report.format, "html (default, written to DIR/report.html), md or json")
+      ->check(CLI::IsMember({"html", "md", "json"}));
+  report_cmd->add_option("--out", report.out, "output file (default: DIR/report.html for html, stdout otherwise)");
+  report_cmd->add_option("--fail-on", report.fail_on, "exit 3 when these rules have findings, e.g. R1,R3")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"R1", "R2", "R3", "R4", "R5", "R6"}));
+
   auto* scan_cmd = app.add_subcommand("scan", "run the detectors over a HAR file and print leak records");
   scan_options scan;
   scan_cmd->add_option("har", scan.har_file, "HAR 1.2 file (browsers, mitmproxy, HTTP Toolkit)")->required();
@@ -222,6 +234,9 @@ int main(int argc, char** argv) {
     }
     if (*export_cmd) {
       return ca_export(config_path, format, out);
+    }
+    if (*report_cmd) {
+      return app::report(report);
     }
     if (*mark_cmd) {
       if (mark.kind == "note" && mark.text.empty()) {

@@ -228,7 +228,8 @@ int scan_har(const config::config& cfg, const scan_options& options) {
                        {{"source", "har"},
                         {"har_file", std::filesystem::absolute(options.har_file).string()},
                         {"start", captures::iso8601(first)},
-                        {"entries", entries.size()}});
+                        {"entries", entries.size()},
+                        {"config", cfg.source.string()}});
     std::cerr << "session folder " << options.out_dir << "\n";
   }
 
