@@ -415,7 +415,7 @@ std::string timeline_svg(const json& leaks_by_row, const std::vector<std::string
   const double span = std::max<double>(1.0, static_cast<double>(t1 - t0));
   auto x = [&](std::int64_t t) { return left + (width - left - 20) * (static_cast<double>(t - t0) / span); };
   std::ostringstream svg;
-  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << width << "' height='" << height
+  svg << "<svg width='" << width << "' height='" << height
       << "' role='img' aria-label='timeline of leaks'>";
   svg << "<rect x='0' y='0' width='" << width << "' height='" << height << "' fill='#fff'/>";
   for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -502,9 +502,11 @@ std::string report_html(const json& report) {
        << s.value("flows", 0) << " flows, " << s.value("leaks", 0) << " leaks. "
        << (s.contains("note") ? esc(s.value("note", "")) : "") << "</p>";
   html << "<h2>Timeline</h2>" << timeline_svg(by_row, rows, report["marks"], t0, t1) << "<div class='legend'>";
-  std::set<std::string> categories;
-  for (const auto& f : report["findings"]) {
-    categories.insert(f.value("category", ""));
+  std::set<std::string> categories;  // every dot on the chart has its colour explained
+  for (const auto& row : by_row) {
+    for (const auto& p : row) {
+      categories.insert(p.value("category", ""));
+    }
   }
   for (const auto& c : categories) {
     html << "<span><i class='dot' style='background:" << colour_of(c) << "'></i>" << esc(c) << "</span>";
