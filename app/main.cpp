@@ -3,6 +3,7 @@
 #include "app/marks.hpp"
 #include "app/report.hpp"
 #include "app/scan.hpp"
+#include "captures/manifest.hpp"
 #include "captures/recorder.hpp"
 #include "certs/ca.hpp"
 #include "config/config.hpp"
@@ -22,7 +23,7 @@ namespace {
 using namespace leakscope;
 using app::scan_options;
 
-constexpr const char* version = "0.1.0";
+constexpr const char* version = LEAKSCOPE_VERSION;
 
 config::config load(const std::string& path) {
   if (path.empty()) {
@@ -131,7 +132,11 @@ int run(const std::string& config_path) {
   });
   server.run(std::max(1u, std::thread::hardware_concurrency()));
   recorder.close();
-  print_summary(recorder.summary(), session);
+  const auto summary = recorder.summary();
+  captures::write_manifest(session, {version, LEAKSCOPE_GIT_COMMIT, ca.sha256_fingerprint(), captures::iso8601(wall_start),
+                                     captures::iso8601(std::chrono::system_clock::now()), summary.leaks,
+                                     summary.leaks_chain_head});
+  print_summary(summary, session);
   return 0;
 }
 
@@ -203,6 +208,10 @@ int main(int argc, char** argv) {
   mark_cmd->add_option("-c,--config", config_path, "config file (for capture.dir)");
   mark_cmd->add_option("--session", mark.session, "session folder (default: the newest running one)");
 
+  auto* verify_cmd = app.add_subcommand("verify", "re-check a session folder against its manifest and hash chain");
+  std::string verify_dir;
+  verify_cmd->add_option("dir", verify_dir, "session folder")->required();
+
   auto* report_cmd = app.add_subcommand("report", "judge a session's leaks rule by rule (R1-R6)");
   app::report_options report;
   report_cmd->add_option("dir", report.dir, "session folder (captures/<id>, or one made by scan --out)")->required();
@@ -234,6 +243,19 @@ int main(int argc, char** argv) {
     }
     if (*export_cmd) {
       return ca_export(config_path, format, out);
+    }
+    if (*verify_cmd) {
+      const auto result = captures::verify_session(verify_dir);
+      for (const auto& p : result.problems) {
+        std::cout << p << "\n";
+      }
+      if (result.intact) {
+        std::cout << verify_dir << ": intact (" << result.files << " files, " << result.leaks
+                  << " chained leak records)\n";
+        return 0;
+      }
+      std::cout << verify_dir << ": NOT intact (" << result.problems.size() << " problems)\n";
+      return 1;
     }
     if (*report_cmd) {
       return app::report(report);

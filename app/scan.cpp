@@ -2,6 +2,7 @@
 
 #include "captures/har_reader.hpp"
 #include "captures/leak_builder.hpp"
+#include "captures/manifest.hpp"
 #include "captures/recorder.hpp"
 
 #include <nlohmann/json.hpp>
@@ -224,12 +225,16 @@ int scan_har(const config::config& cfg, const scan_options& options) {
   out.flush();
   if (recorder) {
     recorder->close();
+    const auto summary = recorder->summary();
     write_session_info(options.out_dir, cfg,
                        {{"source", "har"},
                         {"har_file", std::filesystem::absolute(options.har_file).string()},
                         {"start", captures::iso8601(first)},
                         {"entries", entries.size()},
                         {"config", cfg.source.string()}});
+    captures::write_manifest(options.out_dir, {LEAKSCOPE_VERSION, LEAKSCOPE_GIT_COMMIT, "", captures::iso8601(first),
+                                               captures::iso8601(std::chrono::system_clock::now()), summary.leaks,
+                                               summary.leaks_chain_head});
     std::cerr << "session folder " << options.out_dir << "\n";
   }
 

@@ -1,5 +1,8 @@
 #include "captures/recorder.hpp"
 
+#include <openssl/evp.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -35,10 +38,29 @@ std::filesystem::path create_session_dir(const std::filesystem::path& base, wall
   throw std::runtime_error(base.string() + ": cannot find a free session folder name");
 }
 
+std::string sha256_hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += digits[md[i] >> 4];
+    out += digits[md[i] & 15];
+  }
+  return out;
+}
+
+namespace {
+
+constexpr auto group_commit = std::chrono::milliseconds(100);
+const char* const file_names[] = {"flows.jsonl", "leaks.jsonl", "marks.jsonl", "keys.log"};
+
+}  // namespace
+
 recorder::recorder(std::filesystem::path session_dir) : dir_(std::move(session_dir)) {
-  const char* names[3] = {"flows.jsonl", "leaks.jsonl", "marks.jsonl"};
-  for (int i = 0; i < 3; ++i) {
-    const auto file = dir_ / names[i];
+  for (int i = 0; i < file_count; ++i) {
+    const auto file = dir_ / file_names[i];
     fds_[i] = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fds_[i] < 0) {
       throw std::runtime_error(file.string() + ": cannot open for writing (" + std::strerror(errno) + ")");
@@ -57,18 +79,25 @@ recorder::~recorder() {
   }
 }
 
-void recorder::write(const flow_record& r) { enqueue({0, to_json_line(r), {}, {}}); }
+void recorder::write(const flow_record& r) { enqueue({flows_file, to_json_line(r), {}, {}}); }
 
-void recorder::write(const leak_record& r) { enqueue({1, to_json_line(r), r.category, r.dest.host}); }
+void recorder::write(const leak_record& r) { enqueue({leaks_file, to_json_line(r), r.category, r.dest.host}); }
 
-void recorder::write(const mark_record& r) { enqueue({2, to_json_line(r), {}, {}}); }
+void recorder::write(const mark_record& r) { enqueue({marks_file, to_json_line(r), {}, {}}); }
+
+void recorder::write_key(const std::string& line) { enqueue({keys_file, line + "\n", {}, {}}); }
 
 void recorder::enqueue(item it) {
   {
     std::lock_guard lock(mutex_);
     if (stopped_) {
       // Late records after close() still go to disk, synchronously, rather than vanish.
-      count(it, append(fds_[it.file], it.line));
+      if (it.file == leaks_file) {
+        it.line.insert(it.line.size() - 2, ",\"prev_hash\":\"" + summary_.leaks_chain_head + "\"");
+      }
+      const bool written = append(fds_[it.file], it.line);
+      count(it, written);
+      ::fdatasync(fds_[it.file]);
       return;
     }
     queue_.push_back(std::move(it));
@@ -116,35 +145,73 @@ bool recorder::append(int fd, const std::string& line) {
 void recorder::count(const item& it, bool written) {
   if (!written) {
     ++summary_.write_errors;
-  } else if (it.file == 0) {
-    ++summary_.flows;
-  } else if (it.file == 2) {
-    ++summary_.marks;
-  } else {
-    ++summary_.leaks;
-    ++summary_.leaks_by_category[it.category];
-    ++summary_.leaks_by_destination[it.host];
+    return;
   }
+  switch (it.file) {
+    case flows_file:
+      ++summary_.flows;
+      break;
+    case marks_file:
+      ++summary_.marks;
+      break;
+    case leaks_file:
+      ++summary_.leaks;
+      ++summary_.leaks_by_category[it.category];
+      ++summary_.leaks_by_destination[it.host];
+      summary_.leaks_chain_head = sha256_hex(it.line);
+      break;
+    default:
+      break;
+  }
+}
+
+void recorder::sync_dirty() {
+  for (int i = 0; i < file_count; ++i) {
+    if (dirty_[i]) {
+      if (::fdatasync(fds_[i]) != 0) {
+        std::cerr << "leakscope: cannot sync " << (dir_ / file_names[i]).string() << ": " << std::strerror(errno) << "\n";
+      }
+      dirty_[i] = false;
+    }
+  }
+  last_sync_ = std::chrono::steady_clock::now();
 }
 
 void recorder::run() {
   std::deque<item> batch;
+  std::string head = chain_start;  // the writer's own copy of the chain head
   while (true) {
     {
       std::unique_lock lock(mutex_);
-      cv_.wait(lock, [&] { return closing_ || !queue_.empty(); });
-      if (queue_.empty()) {
-        return;  // closing, and everything submitted is written
+      const bool pending_sync = std::any_of(std::begin(dirty_), std::end(dirty_), [](bool d) { return d; });
+      if (pending_sync) {
+        // Wake for the group commit even when nothing new arrives.
+        cv_.wait_until(lock, last_sync_ + group_commit, [&] { return closing_ || !queue_.empty(); });
+      } else {
+        cv_.wait(lock, [&] { return closing_ || !queue_.empty(); });
+      }
+      if (queue_.empty() && closing_) {
+        lock.unlock();
+        sync_dirty();
+        return;
       }
       batch.swap(queue_);
     }
     // Producers keep queueing while this batch is written: the disk never blocks the proxy.
-    for (const auto& it : batch) {
+    for (auto& it : batch) {
+      if (it.file == leaks_file) {
+        it.line.insert(it.line.size() - 2, ",\"prev_hash\":\"" + head + "\"");
+        head = sha256_hex(it.line);
+      }
       const bool written = append(fds_[it.file], it.line);
+      dirty_[it.file] = dirty_[it.file] || written;
       std::lock_guard lock(mutex_);
       count(it, written);
     }
     batch.clear();
+    if (std::chrono::steady_clock::now() - last_sync_ >= group_commit) {
+      sync_dirty();
+    }
   }
 }
 

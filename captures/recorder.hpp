@@ -2,9 +2,14 @@
 // The one writer of a session folder. Producers (the proxy's threads) hand over finished
 // records; a single thread appends them in submission order, each line with one write(2), so
 // a reader never sees half a line and leak N never lands before leak N-1.
+//
+// Durability: files are fsync'd in groups, at most 100 ms after a record was written; a leak
+// counts as recorded once synced. Each leaks.jsonl line carries "prev_hash", the SHA-256 of
+// the line before it (64 zeros for the first), so a deleted or edited line is detected.
 
 #include "captures/records.hpp"
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -18,11 +23,16 @@ namespace leakscope::captures {
 // Creates captures/<session-id>/ (0700) with a fresh id "20261123-134512-7f3a".
 std::filesystem::path create_session_dir(const std::filesystem::path& base, wall_time now);
 
+// SHA-256 as lower-case hex.
+std::string sha256_hex(std::string_view data);
+inline const std::string chain_start(64, '0');
+
 struct session_summary {
   std::uint64_t flows = 0;
   std::uint64_t leaks = 0;
   std::uint64_t marks = 0;
   std::uint64_t write_errors = 0;
+  std::string leaks_chain_head = chain_start;  // SHA-256 of the last leaks.jsonl line
   std::map<std::string, std::uint64_t> leaks_by_category;
   std::map<std::string, std::uint64_t> leaks_by_destination;  // host
 };
@@ -37,15 +47,18 @@ class recorder {
   void write(const flow_record& r);
   void write(const leak_record& r);
   void write(const mark_record& r);
-  // Waits until everything submitted so far is on disk, then stops the writer.
+  // A TLS secret in SSLKEYLOGFILE format (one line, no newline), for keys.log.
+  void write_key(const std::string& line);
+  // Waits until everything submitted so far is on disk and synced, then stops the writer.
   void close();
 
   session_summary summary() const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
+  enum file_id { flows_file, leaks_file, marks_file, keys_file, file_count };
   struct item {
-    int file;  // 0 = flows, 1 = leaks, 2 = marks
+    file_id file;
     std::string line;
     std::string category, host;  // leaks only, for the summary
   };
@@ -53,9 +66,12 @@ class recorder {
   void run();
   bool append(int fd, const std::string& line);
   void count(const item& it, bool written);  // caller holds mutex_
+  void sync_dirty();
 
   std::filesystem::path dir_;
-  int fds_[3] = {-1, -1, -1};
+  int fds_[file_count] = {-1, -1, -1, -1};
+  bool dirty_[file_count] = {};
+  std::chrono::steady_clock::time_point last_sync_ = std::chrono::steady_clock::now();
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<item> queue_;

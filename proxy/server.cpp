@@ -109,6 +109,11 @@ server::server(const config::config& cfg, const certs::certificate_authority& ca
   services_ = std::unique_ptr<services>(
       new services{cfg, leaves_, detector, attribution, recorder, timeline, client_facing_, upstream_tls_});
   control_ = std::make_unique<control_context>(control_context{cfg, timeline, std::move(control_token)});
+  // Both legs' secrets go to keys.log: the phone side to read the capture as the phone saw it,
+  // the origin side to check what reached the server.
+  key_sink_ = [&recorder](const char* line) { recorder.write_key(line); };
+  log_tls_secrets(client_facing_, &key_sink_);
+  log_tls_secrets(upstream_tls_, &key_sink_);
   bind_listener(acceptor_, cfg.listen.address, cfg.listen.port, "listen.port");
   bind_listener(control_acceptor_, cfg.control.address, cfg.control.port, "control.port");
   services_->listen_endpoint = acceptor_.local_endpoint();

@@ -81,6 +81,7 @@ class server {
   boost::asio::ssl::context client_facing_;
   boost::asio::ssl::context upstream_tls_;
   certs::leaf_cache leaves_;
+  std::function<void(const char*)> key_sink_;
   std::unique_ptr<services> services_;
   std::unique_ptr<control_context> control_;
   boost::asio::ip::tcp::acceptor acceptor_;

@@ -29,7 +29,19 @@ int select_http11(SSL*, const unsigned char** out, unsigned char* outlen, const 
   return SSL_TLSEXT_ERR_NOACK;
 }
 
+void keylog(const SSL* ssl, const char* line) {
+  auto* sink = static_cast<std::function<void(const char*)>*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  if (sink != nullptr && *sink) {
+    (*sink)(line);
+  }
+}
+
 }  // namespace
+
+void log_tls_secrets(ssl::context& ctx, std::function<void(const char* line)>* sink) {
+  SSL_CTX_set_app_data(ctx.native_handle(), sink);
+  SSL_CTX_set_keylog_callback(ctx.native_handle(), keylog);
+}
 
 ssl::context make_client_facing_context() {
   ssl::context ctx(ssl::context::tls_server);

@@ -290,6 +290,31 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertEqual(flows[0]["error"]["type"], "client_closed")
         self.assertEqual([l["where"] for l in self.proxy.leaks()], ["url.query:imei"])
 
+    def test_the_session_folder_is_sealed_and_verify_detects_tampering(self):
+        from harness import LEAKSCOPE
+        self.start()
+        self.through("--data-binary", f"imei={IMEI}", self.https("sdk.umeng.com") + "/echo/seal")
+        self.stop_and_check()
+        folder = self.proxy.session
+        keys = (folder / "keys.log").read_text().splitlines()
+        self.assertTrue(keys and all(k.split()[0] in ("CLIENT_RANDOM", "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+                                                      "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0",
+                                                      "SERVER_TRAFFIC_SECRET_0", "EXPORTER_SECRET") for k in keys))
+        self.assertEqual((folder / "keys.log").stat().st_mode & 0o777, 0o600)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        self.assertEqual(manifest["leaks"]["count"], 1)
+        self.assertIn("leaks.jsonl", manifest["files"])
+        self.assertRegex(manifest["ca_sha256_fingerprint"], r"^([0-9A-F]{2}:){31}[0-9A-F]{2}$")
+        verify = lambda: subprocess.run([LEAKSCOPE, "verify", str(folder)], capture_output=True, text=True, timeout=60)
+        ok = verify()
+        self.assertEqual(ok.returncode, 0, ok.stdout)
+        self.assertIn("intact", ok.stdout)
+        leaks = (folder / "leaks.jsonl").read_text()
+        (folder / "leaks.jsonl").write_text(leaks.replace('"category":"imei"', '"category":"imsi"'))
+        bad = verify()
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("leaks.jsonl: differs from the manifest", bad.stdout)
+
     # --- refusals and typed errors ----------------------------------------------------------
     def test_a_head_that_trickles_in_past_the_headers_timeout_is_cut_off(self):
         self.start("limits: {timeouts: {headers: 300ms}}")
