@@ -29,8 +29,15 @@ int select_http11(SSL*, const unsigned char** out, unsigned char* outlen, const 
   return SSL_TLSEXT_ERR_NOACK;
 }
 
+// Our own ex-data slot: Asio keeps its verify callback in the app-data slot and deletes
+// whatever it finds there when the context is destroyed.
+int sink_index() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
 void keylog(const SSL* ssl, const char* line) {
-  auto* sink = static_cast<std::function<void(const char*)>*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  auto* sink = static_cast<std::function<void(const char*)>*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), sink_index()));
   if (sink != nullptr && *sink) {
     (*sink)(line);
   }
@@ -39,7 +46,7 @@ void keylog(const SSL* ssl, const char* line) {
 }  // namespace
 
 void log_tls_secrets(ssl::context& ctx, std::function<void(const char* line)>* sink) {
-  SSL_CTX_set_app_data(ctx.native_handle(), sink);
+  SSL_CTX_set_ex_data(ctx.native_handle(), sink_index(), sink);
   SSL_CTX_set_keylog_callback(ctx.native_handle(), keylog);
 }
 
