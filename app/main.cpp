@@ -3,6 +3,7 @@
 #include "app/marks.hpp"
 #include "app/report.hpp"
 #include "app/scan.hpp"
+#include "captures/har_writer.hpp"
 #include "captures/manifest.hpp"
 #include "captures/recorder.hpp"
 #include "certs/ca.hpp"
@@ -133,6 +134,9 @@ int run(const std::string& config_path) {
   server.run(std::max(1u, std::thread::hardware_concurrency()));
   recorder.close();
   const auto summary = recorder.summary();
+  if (cfg.capture.har) {
+    captures::write_har(session, version);
+  }
   captures::write_manifest(session, {version, LEAKSCOPE_GIT_COMMIT, ca.sha256_fingerprint(), captures::iso8601(wall_start),
                                      captures::iso8601(std::chrono::system_clock::now()), summary.leaks,
                                      summary.leaks_chain_head});
@@ -208,6 +212,10 @@ int main(int argc, char** argv) {
   mark_cmd->add_option("-c,--config", config_path, "config file (for capture.dir)");
   mark_cmd->add_option("--session", mark.session, "session folder (default: the newest running one)");
 
+  auto* har_cmd = app.add_subcommand("har", "(re)build DIR/flows.har from the session's logs");
+  std::string har_dir;
+  har_cmd->add_option("dir", har_dir, "session folder")->required();
+
   auto* verify_cmd = app.add_subcommand("verify", "re-check a session folder against its manifest and hash chain");
   std::string verify_dir;
   verify_cmd->add_option("dir", verify_dir, "session folder")->required();
@@ -243,6 +251,11 @@ int main(int argc, char** argv) {
     }
     if (*export_cmd) {
       return ca_export(config_path, format, out);
+    }
+    if (*har_cmd) {
+      const auto entries = captures::write_har(har_dir, version);
+      std::cout << (std::filesystem::path(har_dir) / "flows.har").string() << ": " << entries << " entries\n";
+      return 0;
     }
     if (*verify_cmd) {
       const auto result = captures::verify_session(verify_dir);

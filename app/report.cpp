@@ -1,5 +1,6 @@
 #include "app/report.hpp"
 
+#include "captures/har_writer.hpp"
 #include "captures/report.hpp"
 #include "config/config.hpp"
 #include "detectors/attribution.hpp"
@@ -12,44 +13,16 @@ namespace leakscope::app {
 
 using nlohmann::json;
 
-namespace {
-
-// One JSONL file; a torn last line (a crash mid-write) is reported and skipped, not fatal.
-std::vector<json> read_jsonl(const std::filesystem::path& file) {
-  std::vector<json> out;
-  std::ifstream in(file);
-  std::size_t n = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++n;
-    if (line.empty()) {
-      continue;
-    }
-    auto j = json::parse(line, nullptr, false);
-    if (j.is_discarded()) {
-      std::cerr << "leakscope: " << file.string() << ":" << n << ": not a whole JSON record; skipped\n";
-      continue;
-    }
-    out.push_back(std::move(j));
-  }
-  return out;
-}
-
-}  // namespace
-
 int report(const report_options& options) {
   const std::filesystem::path dir = options.dir;
   if (!std::filesystem::exists(dir / "leaks.jsonl")) {
     std::cerr << "leakscope: " << dir.string() << " is not a session folder (no leaks.jsonl)\n";
     return 2;
   }
-  captures::session_records records;
-  if (std::ifstream in(dir / "session.json"); in) {
-    std::stringstream text;
-    text << in.rdbuf();
-    const auto j = json::parse(text.str(), nullptr, false);
-    if (j.is_object()) {
-      records.session = j;
-    }
+  std::vector<std::string> warnings;
+  auto records = captures::read_session(dir, &warnings);
+  for (const auto& w : warnings) {
+    std::cerr << "leakscope: " << w << "\n";
   }
   config::config cfg;
   if (!options.config.empty()) {
@@ -71,9 +44,6 @@ int report(const report_options& options) {
   } else {
     cfg = config::default_config(dir);
   }
-  records.leaks = read_jsonl(dir / "leaks.jsonl");
-  records.flows = read_jsonl(dir / "flows.jsonl");
-  records.marks = read_jsonl(dir / "marks.jsonl");
 
   captures::report_rules rules;
   rules.declared_first_party = cfg.declared.first_party;

@@ -2,6 +2,7 @@
 
 #include "captures/har_reader.hpp"
 #include "captures/leak_builder.hpp"
+#include "captures/har_writer.hpp"
 #include "captures/manifest.hpp"
 #include "captures/recorder.hpp"
 
@@ -218,6 +219,13 @@ int scan_har(const config::config& cfg, const scan_options& options) {
       flow.incomplete = result.incomplete;
       flow.leaks = result.findings.size();
       flow.note = "har_entry " + std::to_string(e.index);
+      captures::exchange_record ex;
+      ex.flow = flow.id;
+      ex.request_headers = e.headers;
+      ex.request_body = e.body;
+      ex.request_body_size = e.body.size();
+      ex.status = e.status;
+      recorder->write(ex);
       recorder->write(flow);
     }
     bar.update(i + 1);
@@ -232,6 +240,9 @@ int scan_har(const config::config& cfg, const scan_options& options) {
                         {"start", captures::iso8601(first)},
                         {"entries", entries.size()},
                         {"config", cfg.source.string()}});
+    if (cfg.capture.har) {
+      captures::write_har(options.out_dir, LEAKSCOPE_VERSION);
+    }
     captures::write_manifest(options.out_dir, {LEAKSCOPE_VERSION, LEAKSCOPE_GIT_COMMIT, "", captures::iso8601(first),
                                                captures::iso8601(std::chrono::system_clock::now()), summary.leaks,
                                                summary.leaks_chain_head});

@@ -54,7 +54,7 @@ std::string sha256_hex(std::string_view data) {
 namespace {
 
 constexpr auto group_commit = std::chrono::milliseconds(100);
-const char* const file_names[] = {"flows.jsonl", "leaks.jsonl", "marks.jsonl", "keys.log"};
+const char* const file_names[] = {"flows.jsonl", "leaks.jsonl", "marks.jsonl", "keys.log", "exchanges.jsonl"};
 
 }  // namespace
 
@@ -84,6 +84,8 @@ void recorder::write(const flow_record& r) { enqueue({flows_file, to_json_line(r
 void recorder::write(const leak_record& r) { enqueue({leaks_file, to_json_line(r), r.category, r.dest.host}); }
 
 void recorder::write(const mark_record& r) { enqueue({marks_file, to_json_line(r), {}, {}}); }
+
+void recorder::write(const exchange_record& r) { enqueue({exchanges_file, to_json_line(r), {}, {}}); }
 
 void recorder::write_key(const std::string& line) { enqueue({keys_file, line + "\n", {}, {}}); }
 

@@ -47,6 +47,7 @@ class recorder {
   void write(const flow_record& r);
   void write(const leak_record& r);
   void write(const mark_record& r);
+  void write(const exchange_record& r);
   // A TLS secret in SSLKEYLOGFILE format (one line, no newline), for keys.log.
   void write_key(const std::string& line);
   // Waits until everything submitted so far is on disk and synced, then stops the writer.
@@ -56,7 +57,7 @@ class recorder {
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
-  enum file_id { flows_file, leaks_file, marks_file, keys_file, file_count };
+  enum file_id { flows_file, leaks_file, marks_file, keys_file, exchanges_file, file_count };
   struct item {
     file_id file;
     std::string line;
@@ -69,7 +70,7 @@ class recorder {
   void sync_dirty();
 
   std::filesystem::path dir_;
-  int fds_[file_count] = {-1, -1, -1, -1};
+  int fds_[file_count] = {-1, -1, -1, -1, -1};
   bool dirty_[file_count] = {};
   std::chrono::steady_clock::time_point last_sync_ = std::chrono::steady_clock::now();
   mutable std::mutex mutex_;

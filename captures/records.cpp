@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -83,6 +84,71 @@ std::string to_json_line(const leak_record& r) {
             {"request", {{"method", r.method}, {"path", r.path}}},
             {"har_entry", r.har_entry ? json(*r.har_entry) : json(nullptr)}};
   return line(j);
+}
+
+namespace {
+
+json header_list(const std::vector<std::pair<std::string, std::string>>& headers) {
+  json out = json::array();
+  for (const auto& [name, value] : headers) {
+    out.push_back({{"name", name}, {"value", value}});
+  }
+  return out;
+}
+
+// Valid UTF-8 text is kept as text; anything else as base64, as HAR writers do.
+json body_json(const std::string& body) {
+  bool utf8 = true;
+  for (std::size_t i = 0; i < body.size() && utf8;) {
+    const auto c = static_cast<unsigned char>(body[i]);
+    const int len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+    utf8 = len > 0 && i + static_cast<std::size_t>(len) <= body.size() && (c >= 0x20 || c == '\n' || c == '\r' || c == '\t');
+    for (int k = 1; utf8 && k < len; ++k) {
+      utf8 = (static_cast<unsigned char>(body[i + static_cast<std::size_t>(k)]) & 0xc0) == 0x80;
+    }
+    i += static_cast<std::size_t>(std::max(len, 1));
+  }
+  if (utf8) {
+    return {{"text", body}};
+  }
+  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string b64;
+  std::size_t i = 0;
+  for (; i + 2 < body.size(); i += 3) {
+    const std::uint32_t n = (static_cast<std::uint8_t>(body[i]) << 16) | (static_cast<std::uint8_t>(body[i + 1]) << 8) |
+                            static_cast<std::uint8_t>(body[i + 2]);
+    for (int shift = 18; shift >= 0; shift -= 6) {
+      b64 += alphabet[(n >> shift) & 63];
+    }
+  }
+  if (i < body.size()) {
+    std::uint32_t n = static_cast<std::uint8_t>(body[i]) << 16;
+    if (i + 1 < body.size()) {
+      n |= static_cast<std::uint8_t>(body[i + 1]) << 8;
+    }
+    b64 += alphabet[(n >> 18) & 63];
+    b64 += alphabet[(n >> 12) & 63];
+    b64 += i + 1 < body.size() ? alphabet[(n >> 6) & 63] : '=';
+    b64 += '=';
+  }
+  return {{"text", b64}, {"encoding", "base64"}};
+}
+
+}  // namespace
+
+std::string to_json_line(const exchange_record& r) {
+  json request = {{"httpVersion", r.http_version}, {"headers", header_list(r.request_headers)},
+                  {"bodySize", r.request_body_size}};
+  if (!r.request_body.empty()) {
+    request["body"] = body_json(r.request_body);
+    request["body"]["truncated"] = r.request_body.size() < r.request_body_size;
+  }
+  json response = r.status == 0 ? json(nullptr)
+                                : json{{"status", r.status},
+                                       {"statusText", r.reason},
+                                       {"headers", header_list(r.response_headers)},
+                                       {"bodySize", r.response_body_size}};
+  return line({{"flow", r.flow}, {"request", request}, {"response", response}});
 }
 
 std::string to_json_line(const mark_record& r) {

@@ -79,6 +79,20 @@ struct leak_record {
   std::optional<std::uint64_t> har_entry;
 };
 
+// One line of exchanges.jsonl: what HAR needs of an exchange beyond its flow record. The
+// request body is kept as inspected (up to capture.max_inspect_body).
+struct exchange_record {
+  std::uint64_t flow = 0;
+  std::string http_version = "HTTP/1.1";
+  std::vector<std::pair<std::string, std::string>> request_headers;
+  std::string request_body;
+  std::uint64_t request_body_size = 0;  // the whole body, also what was not kept
+  int status = 0;                       // 0: no response
+  std::string reason;
+  std::vector<std::pair<std::string, std::string>> response_headers;
+  std::uint64_t response_body_size = 0;
+};
+
 // One line of marks.jsonl: a moment of the test scenario.
 struct mark_record {
   std::uint64_t id = 0;
@@ -99,5 +113,6 @@ std::string iso8601(wall_time t);
 std::string to_json_line(const flow_record& r);
 std::string to_json_line(const leak_record& r);
 std::string to_json_line(const mark_record& r);
+std::string to_json_line(const exchange_record& r);
 
 }  // namespace leakscope::captures

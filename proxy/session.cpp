@@ -398,6 +398,8 @@ struct exchange {
   // Runs the detectors over the request once; every path that ends the flow calls it first, so
   // leaks are on disk before the flow that refers to them and a cut-off request is still seen.
   std::function<void(captures::flow_record&)> inspect;
+  const http1::parser* req = nullptr;  // for the exchange record (HAR): heads and the kept body
+  const http1::parser* res = nullptr;
 };
 
 void inspect_once(exchange& x) {
@@ -412,6 +414,27 @@ void finish(services& sv, exchange& x, std::optional<captures::typed_error> erro
   x.flow.complete = complete;
   x.flow.error = std::move(error);
   x.flow.total_ms = ms_since(x.started);
+  if (x.req != nullptr) {
+    captures::exchange_record e;
+    e.flow = x.flow.id;
+    const auto& rh = x.req->head();
+    e.http_version = "HTTP/" + std::to_string(rh.version_major) + "." + std::to_string(rh.version_minor);
+    for (const auto& h : rh.headers) {
+      e.request_headers.emplace_back(h.name, h.value);
+    }
+    e.request_body = x.req->body();
+    e.request_body_size = x.req->body_size();
+    if (x.forwarded && x.res != nullptr) {
+      const auto& sh = x.res->head();
+      e.status = sh.status;
+      e.reason = sh.reason;
+      for (const auto& h : sh.headers) {
+        e.response_headers.emplace_back(h.name, h.value);
+      }
+      e.response_body_size = x.res->body_size();
+    }
+    sv.recorder.write(e);
+  }
   sv.recorder.write(x.flow);
 }
 
@@ -544,6 +567,8 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
   }
   res.expect_response_to(req.head().method);
   x.inspect = [&](captures::flow_record& flow) { record_leaks(sv, conn, flow, req, origin_form); };
+  x.req = &req;
+  x.res = &res;
 
   // Request: head, then body bytes exactly as the client framed them.
   if (co_await write_all(upstream, head_out, t.idle)) {

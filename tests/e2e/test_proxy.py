@@ -301,7 +301,16 @@ class ProxyEndToEnd(OriginTestCase):
                                                       "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0",
                                                       "SERVER_TRAFFIC_SECRET_0", "EXPORTER_SECRET") for k in keys))
         self.assertEqual((folder / "keys.log").stat().st_mode & 0o777, 0o600)
+        har = json.loads((folder / "flows.har").read_text())
+        entries = har["log"]["entries"]
+        self.assertEqual(len(entries), 1)
+        self.assertEqual(entries[0]["request"]["postData"]["text"], f"imei={IMEI}")
+        self.assertEqual(entries[0]["response"]["status"], 200)
+        self.assertEqual(entries[0]["_leaks"][0]["category"], "imei")
+        self.assertEqual(entries[0]["_sdk"]["name"], "Umeng")
+        self.assertEqual(entries[0]["_consent_phase"], "no_consent_mark")
         manifest = json.loads((folder / "manifest.json").read_text())
+        self.assertIn("flows.har", manifest["files"])
         self.assertEqual(manifest["leaks"]["count"], 1)
         self.assertIn("leaks.jsonl", manifest["files"])
         self.assertRegex(manifest["ca_sha256_fingerprint"], r"^([0-9A-F]{2}:){31}[0-9A-F]{2}$")
