@@ -1,5 +1,7 @@
 #include "captures/har_writer.hpp"
 
+#include "captures/files.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -193,18 +195,8 @@ json build_har(const session_records& records, const std::string& tool_version) 
 
 std::size_t write_har(const std::filesystem::path& dir, const std::string& tool_version) {
   const auto har = build_har(read_session(dir), tool_version);
-  const auto text = har.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
-  // Written aside and renamed into place: flows.har is always a whole document or absent.
-  const auto tmp = dir / "flows.har.tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0 || ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(fd) != 0) {
-    if (fd >= 0) {
-      ::close(fd);
-    }
-    throw std::runtime_error(tmp.string() + ": cannot write");
-  }
-  ::close(fd);
-  std::filesystem::rename(tmp, dir / "flows.har");
+  // flows.har is always a whole document or absent.
+  write_file_atomically(dir / "flows.har", har.dump(1, ' ', false, json::error_handler_t::replace) + "\n");
   return har["log"]["entries"].size();
 }
 

@@ -1,5 +1,6 @@
 #include "captures/manifest.hpp"
 
+#include "captures/files.hpp"
 #include "captures/recorder.hpp"
 
 #include <fcntl.h>
@@ -65,16 +66,7 @@ json write_manifest(const std::filesystem::path& dir, const manifest_info& info)
       {"config_sha256", has_config ? files["config.yaml"]["sha256"] : json(nullptr)},
       {"leaks", {{"count", info.leaks}, {"chain_head", info.leaks_chain_head}}},
       {"files", files}};
-  const auto text = manifest.dump(2) + "\n";
-  const auto path = dir / "manifest.json";
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0 || ::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(fd) != 0) {
-    if (fd >= 0) {
-      ::close(fd);
-    }
-    throw std::runtime_error(path.string() + ": cannot write the manifest");
-  }
-  ::close(fd);
+  write_file_atomically(dir / "manifest.json", manifest.dump(2) + "\n");
   return manifest;
 }
 
