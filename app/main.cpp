@@ -4,6 +4,7 @@
 #include "app/report.hpp"
 #include "app/scan.hpp"
 #include "captures/har_writer.hpp"
+#include "captures/index.hpp"
 #include "captures/manifest.hpp"
 #include "captures/recorder.hpp"
 #include "certs/ca.hpp"
@@ -134,12 +135,9 @@ int run(const std::string& config_path) {
   server.run(std::max(1u, std::thread::hardware_concurrency()));
   recorder.close();
   const auto summary = recorder.summary();
-  if (cfg.capture.har) {
-    captures::write_har(session, version);
-  }
-  captures::write_manifest(session, {version, LEAKSCOPE_GIT_COMMIT, ca.sha256_fingerprint(), captures::iso8601(wall_start),
-                                     captures::iso8601(std::chrono::system_clock::now()), summary.leaks,
-                                     summary.leaks_chain_head});
+  app::seal_session(session, cfg,
+                    {version, LEAKSCOPE_GIT_COMMIT, ca.sha256_fingerprint(), captures::iso8601(wall_start),
+                     captures::iso8601(std::chrono::system_clock::now()), summary.leaks, summary.leaks_chain_head});
   print_summary(summary, session);
   return 0;
 }
@@ -216,6 +214,11 @@ int main(int argc, char** argv) {
   std::string har_dir;
   har_cmd->add_option("dir", har_dir, "session folder")->required();
 
+  auto* index_cmd = app.add_subcommand("index", "(re)build DIR/session.sqlite from the session's logs");
+  std::string index_dir;
+  index_cmd->add_option("dir", index_dir, "session folder")->required();
+  index_cmd->add_option("-c,--config", config_path, "config with the declarations (for the findings table)");
+
   auto* verify_cmd = app.add_subcommand("verify", "re-check a session folder against its manifest and hash chain");
   std::string verify_dir;
   verify_cmd->add_option("dir", verify_dir, "session folder")->required();
@@ -255,6 +258,14 @@ int main(int argc, char** argv) {
     if (*har_cmd) {
       const auto entries = captures::write_har(har_dir, version);
       std::cout << (std::filesystem::path(har_dir) / "flows.har").string() << ": " << entries << " entries\n";
+      return 0;
+    }
+    if (*index_cmd) {
+      const auto cfg = config_path.empty() && std::filesystem::exists(std::filesystem::path(index_dir) / "config.yaml")
+                           ? config::load_config(std::filesystem::path(index_dir) / "config.yaml")
+                           : load(config_path);
+      captures::write_index(index_dir, app::judge(index_dir, cfg));
+      std::cout << (std::filesystem::path(index_dir) / "session.sqlite").string() << " rebuilt\n";
       return 0;
     }
     if (*verify_cmd) {

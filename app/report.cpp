@@ -1,6 +1,7 @@
 #include "app/report.hpp"
 
 #include "captures/har_writer.hpp"
+#include "captures/index.hpp"
 #include "captures/report.hpp"
 #include "config/config.hpp"
 #include "detectors/attribution.hpp"
@@ -12,6 +13,32 @@
 namespace leakscope::app {
 
 using nlohmann::json;
+
+namespace {
+
+json judge_records(const captures::session_records& records, const config::config& cfg) {
+  captures::report_rules rules;
+  rules.declared_first_party = cfg.declared.first_party;
+  rules.declared_sdks = cfg.declared.sdks;
+  rules.max_per_minute_default = cfg.rules.max_per_minute_default;
+  rules.max_per_minute = cfg.rules.max_per_minute;
+  const auto attribution = detectors::make_attributor(cfg);
+  return captures::build_report(records, rules, [&](const std::string& host) { return attribution.attribute(host).party; });
+}
+
+}  // namespace
+
+json judge(const std::filesystem::path& dir, const config::config& cfg) {
+  return judge_records(captures::read_session(dir), cfg);
+}
+
+void seal_session(const std::filesystem::path& dir, const config::config& cfg, const captures::manifest_info& info) {
+  if (cfg.capture.har) {
+    captures::write_har(dir, info.tool_version);
+  }
+  captures::write_index(dir, judge(dir, cfg));
+  captures::write_manifest(dir, info);
+}
 
 int report(const report_options& options) {
   const std::filesystem::path dir = options.dir;
@@ -45,15 +72,7 @@ int report(const report_options& options) {
     cfg = config::default_config(dir);
   }
 
-  captures::report_rules rules;
-  rules.declared_first_party = cfg.declared.first_party;
-  rules.declared_sdks = cfg.declared.sdks;
-  rules.max_per_minute_default = cfg.rules.max_per_minute_default;
-  rules.max_per_minute = cfg.rules.max_per_minute;
-  const auto attribution = detectors::make_attributor(cfg);
-  const auto result = captures::build_report(records, rules, [&](const std::string& host) {
-    return attribution.attribute(host).party;
-  });
+  const auto result = judge_records(records, cfg);
 
   std::string text;
   if (options.format == "json") {

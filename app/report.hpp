@@ -1,6 +1,12 @@
 #pragma once
 // `leakscope report DIR`: the session's leaks judged rule by rule.
 
+#include "captures/manifest.hpp"
+#include "config/config.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -16,5 +22,12 @@ struct report_options {
 
 // 0 done, 2 unreadable session, 3 a rule in --fail-on has findings.
 int report(const report_options& options);
+
+// The findings of the session folder `dir` judged by `cfg`'s declarations (build_report's JSON).
+nlohmann::json judge(const std::filesystem::path& dir, const config::config& cfg);
+
+// Ends a session folder: flows.har (when capture.har), session.sqlite, then manifest.json over
+// everything.
+void seal_session(const std::filesystem::path& dir, const config::config& cfg, const captures::manifest_info& info);
 
 }  // namespace leakscope::app

@@ -1,5 +1,7 @@
 #include "app/scan.hpp"
 
+#include "app/report.hpp"
+
 #include "captures/har_reader.hpp"
 #include "captures/leak_builder.hpp"
 #include "captures/har_writer.hpp"
@@ -240,12 +242,9 @@ int scan_har(const config::config& cfg, const scan_options& options) {
                         {"start", captures::iso8601(first)},
                         {"entries", entries.size()},
                         {"config", cfg.source.string()}});
-    if (cfg.capture.har) {
-      captures::write_har(options.out_dir, LEAKSCOPE_VERSION);
-    }
-    captures::write_manifest(options.out_dir, {LEAKSCOPE_VERSION, LEAKSCOPE_GIT_COMMIT, "", captures::iso8601(first),
-                                               captures::iso8601(std::chrono::system_clock::now()), summary.leaks,
-                                               summary.leaks_chain_head});
+    seal_session(options.out_dir, cfg,
+                 {LEAKSCOPE_VERSION, LEAKSCOPE_GIT_COMMIT, "", captures::iso8601(first),
+                  captures::iso8601(std::chrono::system_clock::now()), summary.leaks, summary.leaks_chain_head});
     std::cerr << "session folder " << options.out_dir << "\n";
   }
 

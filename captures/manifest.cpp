@@ -20,7 +20,13 @@ namespace {
 // Not evidence: the manifest itself, the live control channel, and reports derived later.
 bool excluded(const std::string& name) {
   static const std::set<std::string> names = {"manifest.json", "control.token", "control.json"};
-  return names.count(name) != 0 || name.rfind("report.", 0) == 0;
+  auto ends_with = [&](const char* suffix) {
+    const std::string s = suffix;
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  // SQLite creates -wal and -shm beside the index whenever anyone reads it.
+  return names.count(name) != 0 || name.rfind("report.", 0) == 0 || ends_with("-wal") || ends_with("-shm") ||
+         ends_with(".tmp");
 }
 
 // SHA-256 of a file, streamed, so a multi-gigabyte capture is hashed in constant memory.

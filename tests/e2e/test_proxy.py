@@ -309,8 +309,15 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertEqual(entries[0]["_leaks"][0]["category"], "imei")
         self.assertEqual(entries[0]["_sdk"]["name"], "Umeng")
         self.assertEqual(entries[0]["_consent_phase"], "no_consent_mark")
+        import sqlite3
+        with sqlite3.connect(f"file:{folder / 'session.sqlite'}?mode=ro", uri=True) as db:
+            self.assertEqual(db.execute("select sdk, category, \"where\" from leaks").fetchall(),
+                             [("Umeng", "imei", "body.form:imei")])
+            self.assertEqual(db.execute("select count(*) from flows").fetchone()[0], 1)
+            self.assertIn(("R1", "Umeng", "imei"), db.execute("select rule, destination, category from findings").fetchall())
         manifest = json.loads((folder / "manifest.json").read_text())
         self.assertIn("flows.har", manifest["files"])
+        self.assertIn("session.sqlite", manifest["files"])
         self.assertEqual(manifest["leaks"]["count"], 1)
         self.assertIn("leaks.jsonl", manifest["files"])
         self.assertRegex(manifest["ca_sha256_fingerprint"], r"^([0-9A-F]{2}:){31}[0-9A-F]{2}$")
