@@ -1,0 +1,266 @@
+#include "captures/pcapng.hpp"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+
+namespace leakscope::captures::pcapng {
+
+namespace {
+
+void put16(std::string& out, std::uint16_t v) {
+  out += static_cast<char>(v & 0xff);
+  out += static_cast<char>(v >> 8);
+}
+
+void put32(std::string& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) {
+    out += static_cast<char>((v >> (8 * i)) & 0xff);
+  }
+}
+
+void pad4(std::string& out) {
+  while (out.size() % 4 != 0) {
+    out += '\0';
+  }
+}
+
+// An option: code, length, value padded to 32 bits.
+void option(std::string& out, std::uint16_t code, std::string_view value) {
+  put16(out, code);
+  put16(out, static_cast<std::uint16_t>(value.size()));
+  out.append(value);
+  pad4(out);
+}
+
+void end_of_options(std::string& out) {
+  put16(out, 0);
+  put16(out, 0);
+}
+
+// type, total length, body, total length again (pcapng §3.1).
+std::string wrap(std::uint32_t type, const std::string& body) {
+  std::string out;
+  const auto total = static_cast<std::uint32_t>(12 + body.size());
+  put32(out, type);
+  put32(out, total);
+  out += body;
+  put32(out, total);
+  return out;
+}
+
+std::uint32_t get32(std::string_view s, std::size_t at) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) {
+    v = (v << 8) | static_cast<std::uint8_t>(s[at + static_cast<std::size_t>(i)]);
+  }
+  return v;
+}
+
+// RFC 1071 ones' complement sum.
+std::uint32_t sum16(std::string_view data, std::uint32_t sum = 0) {
+  for (std::size_t i = 0; i + 1 < data.size(); i += 2) {
+    sum += (static_cast<std::uint8_t>(data[i]) << 8) | static_cast<std::uint8_t>(data[i + 1]);
+  }
+  if (data.size() % 2 != 0) {
+    sum += static_cast<std::uint8_t>(data.back()) << 8;
+  }
+  return sum;
+}
+
+std::uint16_t fold(std::uint32_t sum) {
+  while (sum >> 16) {
+    sum = (sum & 0xffff) + (sum >> 16);
+  }
+  return static_cast<std::uint16_t>(~sum);
+}
+
+void be16(std::string& out, std::uint16_t v) {
+  out += static_cast<char>(v >> 8);
+  out += static_cast<char>(v & 0xff);
+}
+
+void be32(std::string& out, std::uint32_t v) {
+  for (int i = 3; i >= 0; --i) {
+    out += static_cast<char>((v >> (8 * i)) & 0xff);
+  }
+}
+
+constexpr std::uint8_t tcp_fin = 0x01, tcp_syn = 0x02, tcp_psh = 0x08, tcp_ack = 0x10;
+
+}  // namespace
+
+std::string section_header(std::string_view application) {
+  std::string body;
+  put32(body, 0x1A2B3C4D);  // byte-order magic
+  put16(body, 1);           // version 1.0
+  put16(body, 0);
+  put32(body, 0xffffffff);  // section length unknown
+  put32(body, 0xffffffff);
+  option(body, 4, application);  // shb_userappl
+  end_of_options(body);
+  return wrap(block_shb, body);
+}
+
+std::string interface_description(std::uint16_t linktype, std::string_view name) {
+  std::string body;
+  put16(body, linktype);
+  put16(body, 0);
+  put32(body, 0);  // no snap length limit
+  option(body, 2, name);                     // if_name
+  option(body, 9, std::string_view("\x06", 1));  // if_tsresol: 10^-6 s
+  end_of_options(body);
+  return wrap(block_idb, body);
+}
+
+std::string enhanced_packet(std::uint32_t interface, std::uint64_t timestamp_us, std::string_view frame,
+                            std::string_view comment) {
+  std::string body;
+  put32(body, interface);
+  put32(body, static_cast<std::uint32_t>(timestamp_us >> 32));
+  put32(body, static_cast<std::uint32_t>(timestamp_us & 0xffffffff));
+  put32(body, static_cast<std::uint32_t>(frame.size()));  // captured
+  put32(body, static_cast<std::uint32_t>(frame.size()));  // on the wire
+  body.append(frame);
+  pad4(body);
+  if (!comment.empty()) {
+    option(body, 1, comment);  // opt_comment
+    end_of_options(body);
+  }
+  return wrap(block_epb, body);
+}
+
+std::string decryption_secrets(std::string_view tls_key_log) {
+  std::string body;
+  put32(body, secrets_tls_key_log);
+  put32(body, static_cast<std::uint32_t>(tls_key_log.size()));
+  body.append(tls_key_log);
+  pad4(body);
+  return wrap(block_dsb, body);
+}
+
+std::optional<endpoint> make_endpoint(const std::string& address, std::uint16_t port) {
+  endpoint e;
+  e.port = port;
+  if (inet_pton(AF_INET, address.c_str(), e.address.data()) == 1) {
+    return e;
+  }
+  if (inet_pton(AF_INET6, address.c_str(), e.address.data()) == 1) {
+    e.v6 = true;
+    return e;
+  }
+  return std::nullopt;
+}
+
+tcp_connection::tcp_connection(endpoint client, endpoint server, std::uint32_t client_isn, std::uint32_t server_isn)
+    : client_(client), server_(server), client_seq_(client_isn), server_seq_(server_isn) {}
+
+std::string tcp_connection::frame(bool from_client, std::uint8_t flags, std::string_view payload) {
+  const endpoint& src = from_client ? client_ : server_;
+  const endpoint& dst = from_client ? server_ : client_;
+  std::uint32_t& seq = from_client ? client_seq_ : server_seq_;
+  const std::uint32_t ack = from_client ? server_seq_ : client_seq_;
+
+  std::string tcp;
+  be16(tcp, src.port);
+  be16(tcp, dst.port);
+  be32(tcp, seq);
+  be32(tcp, (flags & tcp_ack) ? ack : 0);
+  tcp += static_cast<char>(5 << 4);  // data offset: 20 bytes, no options
+  tcp += static_cast<char>(flags);
+  be16(tcp, 65535);  // window
+  be16(tcp, 0);      // checksum, filled below
+  be16(tcp, 0);      // urgent pointer
+  tcp.append(payload);
+
+  // The pseudo header of RFC 793 §3.1 / RFC 8200 §8.1 for the TCP checksum.
+  const std::size_t addr_len = src.v6 ? 16 : 4;
+  std::string pseudo(reinterpret_cast<const char*>(src.address.data()), addr_len);
+  pseudo.append(reinterpret_cast<const char*>(dst.address.data()), addr_len);
+  if (src.v6) {
+    be32(pseudo, static_cast<std::uint32_t>(tcp.size()));
+    be32(pseudo, 6);
+  } else {
+    pseudo += '\0';
+    pseudo += static_cast<char>(6);
+    be16(pseudo, static_cast<std::uint16_t>(tcp.size()));
+  }
+  const std::uint16_t tcp_sum = fold(sum16(tcp, sum16(pseudo)));
+  tcp[16] = static_cast<char>(tcp_sum >> 8);
+  tcp[17] = static_cast<char>(tcp_sum & 0xff);
+
+  std::string ip;
+  if (src.v6) {
+    be32(ip, 0x60000000);  // version 6
+    be16(ip, static_cast<std::uint16_t>(tcp.size()));
+    ip += static_cast<char>(6);   // next header: TCP
+    ip += static_cast<char>(64);  // hop limit
+    ip.append(reinterpret_cast<const char*>(src.address.data()), 16);
+    ip.append(reinterpret_cast<const char*>(dst.address.data()), 16);
+  } else {
+    ip += static_cast<char>(0x45);
+    ip += '\0';
+    be16(ip, static_cast<std::uint16_t>(20 + tcp.size()));
+    be16(ip, 0);       // identification
+    be16(ip, 0x4000);  // don't fragment
+    ip += static_cast<char>(64);
+    ip += static_cast<char>(6);
+    be16(ip, 0);  // checksum, filled below
+    ip.append(reinterpret_cast<const char*>(src.address.data()), 4);
+    ip.append(reinterpret_cast<const char*>(dst.address.data()), 4);
+    const std::uint16_t ip_sum = fold(sum16(ip));
+    ip[10] = static_cast<char>(ip_sum >> 8);
+    ip[11] = static_cast<char>(ip_sum & 0xff);
+  }
+
+  std::string eth;
+  // Locally administered MACs, one per side, so Wireshark's conversations pair up.
+  const char client_mac[] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x01};
+  const char server_mac[] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x02};
+  eth.append(from_client ? server_mac : client_mac, 6);
+  eth.append(from_client ? client_mac : server_mac, 6);
+  be16(eth, src.v6 ? 0x86DD : 0x0800);
+
+  seq += static_cast<std::uint32_t>(payload.size()) + ((flags & (tcp_syn | tcp_fin)) ? 1 : 0);
+  return eth + ip + tcp;
+}
+
+std::vector<std::string> tcp_connection::open() {
+  return {frame(true, tcp_syn, {}), frame(false, tcp_syn | tcp_ack, {}), frame(true, tcp_ack, {})};
+}
+
+std::vector<std::string> tcp_connection::send(bool from_client, std::string_view bytes, std::size_t mss) {
+  std::vector<std::string> out;
+  for (std::size_t at = 0; at < bytes.size(); at += mss) {
+    out.push_back(frame(from_client, tcp_psh | tcp_ack, bytes.substr(at, mss)));
+  }
+  return out;
+}
+
+std::vector<std::string> tcp_connection::close() {
+  std::vector<std::string> out;
+  out.push_back(frame(true, tcp_fin | tcp_ack, {}));
+  out.push_back(frame(false, tcp_fin | tcp_ack, {}));
+  out.push_back(frame(true, tcp_ack, {}));
+  return out;
+}
+
+std::vector<block> read_blocks(std::string_view file, std::size_t* valid_bytes) {
+  std::vector<block> out;
+  std::size_t at = 0;
+  while (file.size() - at >= 12) {
+    const auto type = get32(file, at);
+    const auto length = get32(file, at + 4);
+    if (length < 12 || length % 4 != 0 || length > file.size() - at || get32(file, at + length - 4) != length) {
+      break;  // truncated or malformed: everything before it is still readable
+    }
+    out.push_back({type, std::string(file.substr(at + 8, length - 12))});
+    at += length;
+  }
+  if (valid_bytes != nullptr) {
+    *valid_bytes = at;
+  }
+  return out;
+}
+
+}  // namespace leakscope::captures::pcapng

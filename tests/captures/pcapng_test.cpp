@@ -1,0 +1,190 @@
+#include "captures/pcapng.hpp"
+#include "certs/leaf.hpp"
+
+#include <doctest/doctest.h>
+#include <openssl/ssl.h>
+
+#include <cstdio>
+#include <fstream>
+
+using namespace leakscope::captures;
+
+namespace {
+
+std::string hex(std::string_view s) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (const char c : s) {
+    out += d[static_cast<unsigned char>(c) >> 4];
+    out += d[static_cast<unsigned char>(c) & 15];
+  }
+  return out;
+}
+
+struct temp_file {
+  std::string path;
+  temp_file() {
+    char tmpl[] = "/tmp/leakscope-pcapng-XXXXXX";
+    const int fd = ::mkstemp(tmpl);
+    ::close(fd);
+    path = tmpl;
+  }
+  ~temp_file() { std::remove(path.c_str()); }
+};
+
+std::string tshark(const std::string& file, const std::string& args) {
+  const std::string cmd = "tshark -r " + file + " " + args + " 2>/dev/null";
+  std::string out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) {
+      out.append(buf, n);
+    }
+    ::pclose(p);
+  }
+  return out;
+}
+
+// One capture: header, one interface, optional secrets, then the connection's frames.
+std::string capture(pcapng::tcp_connection& c, const std::vector<std::pair<bool, std::string>>& exchange,
+                    const std::string& secrets = {}, const std::string& comment_on_first = {}) {
+  std::string file = pcapng::section_header("leakscope test") + pcapng::interface_description(pcapng::linktype_ethernet, "phone");
+  if (!secrets.empty()) {
+    file += pcapng::decryption_secrets(secrets);
+  }
+  std::uint64_t t = 1'795'441'512'000'000;
+  for (const auto& f : c.open()) {
+    file += pcapng::enhanced_packet(0, t++, f);
+  }
+  bool first = true;
+  for (const auto& [from_client, bytes] : exchange) {
+    const auto frames = c.send(from_client, bytes);
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      // Wireshark shows a reassembled message on its last segment: that is where a comment goes.
+      const bool last = i + 1 == frames.size();
+      file += pcapng::enhanced_packet(0, t++, frames[i], from_client && first && last ? comment_on_first : std::string());
+    }
+    first = first && !from_client;
+  }
+  for (const auto& f : c.close()) {
+    file += pcapng::enhanced_packet(0, t++, f);
+  }
+  return file;
+}
+
+}  // namespace
+
+TEST_CASE("section header block (golden)") {
+  CHECK(hex(pcapng::section_header("leakscope")) ==
+        "0a0d0d0a"           // block type
+        "30000000"           // total length 48
+        "4d3c2b1a"           // byte-order magic
+        "01000000"           // version 1.0
+        "ffffffffffffffff"   // section length unknown
+        "0400" "0900" "6c65616b73636f7065000000"  // shb_userappl "leakscope", padded
+        "00000000"           // end of options
+        "30000000");
+}
+
+TEST_CASE("blocks read back, and a truncated file is readable up to its last whole block") {
+  const auto a = pcapng::section_header("x");
+  const auto b = pcapng::interface_description(pcapng::linktype_ethernet, "phone");
+  const auto c = pcapng::enhanced_packet(0, 42, "frame bytes", "a comment");
+  const std::string file = a + b + c;
+  std::size_t valid = 0;
+  auto blocks = pcapng::read_blocks(file, &valid);
+  REQUIRE(blocks.size() == 3);
+  CHECK(blocks[2].type == pcapng::block_epb);
+  CHECK(valid == file.size());
+  blocks = pcapng::read_blocks(std::string_view(file).substr(0, file.size() - 5), &valid);
+  CHECK(blocks.size() == 2);
+  CHECK(valid == a.size() + b.size());
+}
+
+TEST_CASE("a synthetic TCP stream reads as HTTP in tshark, with the packet comment") {
+  pcapng::tcp_connection conn(*pcapng::make_endpoint("192.168.1.23", 53211), *pcapng::make_endpoint("203.0.113.7", 80));
+  const std::string request = "POST /app_logs?imei=1 HTTP/1.1\r\nHost: alog.umeng.com\r\nContent-Length: 2000\r\n\r\n" +
+                              std::string(2000, 'x');  // longer than one MSS: two segments
+  const auto file = capture(conn, {{true, request}, {false, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}}, {},
+                            "leak 1: imei -> Umeng (third party)");
+  temp_file f;
+  std::ofstream(f.path, std::ios::binary) << file;
+  CHECK(tshark(f.path, "-Y http.request -T fields -e http.host -e http.request.uri -e frame.comment") ==
+        "alog.umeng.com\t/app_logs?imei=1\tleak 1: imei -> Umeng (third party)\n");
+  CHECK(tshark(f.path, "-Y http.response -T fields -e http.response.code") == "200\n");
+  CHECK(tshark(f.path, "-Y tcp.analysis.flags -T fields -e frame.number").empty());  // no retransmissions or gaps
+  CHECK(tshark(f.path, "-o tcp.check_checksum:TRUE -o ip.check_checksum:TRUE -Y \"tcp.checksum.status == 0 || ip.checksum.status == 0\" -T fields -e frame.number").empty());
+}
+
+TEST_CASE("IPv6 endpoints") {
+  pcapng::tcp_connection conn(*pcapng::make_endpoint("2001:db8::23", 40000), *pcapng::make_endpoint("2001:db8::7", 80));
+  const auto file = capture(conn, {{true, "GET /v6 HTTP/1.1\r\nHost: six.example\r\n\r\n"}});
+  temp_file f;
+  std::ofstream(f.path, std::ios::binary) << file;
+  CHECK(tshark(f.path, "-Y http.request -T fields -e ipv6.src -e http.request.uri") == "2001:db8::23\t/v6\n");
+}
+
+TEST_CASE("TLS bytes with a Decryption Secrets Block are decrypted by stock tshark") {
+  char tmpl[] = "/tmp/leakscope-pcapng-ca-XXXXXX";
+  const std::filesystem::path dir = ::mkdtemp(tmpl);
+  const auto ca = leakscope::certs::certificate_authority::load_or_create(dir);
+  const auto leaf = leakscope::certs::mint_leaf(ca, "alog.umeng.com", std::chrono::system_clock::now(),
+                                                leakscope::certs::random_serial());
+  SSL_CTX* sctx = SSL_CTX_new(TLS_server_method());
+  SSL_CTX* cctx = SSL_CTX_new(TLS_client_method());
+  static std::string keys;
+  keys.clear();
+  SSL_CTX_set_keylog_callback(cctx, [](const SSL*, const char* line) { keys += std::string(line) + "\n"; });
+  SSL_CTX_use_certificate(sctx, leaf->cert.get());
+  SSL_CTX_use_PrivateKey(sctx, leaf->key.get());
+  SSL* server = SSL_new(sctx);
+  SSL* client = SSL_new(cctx);
+  BIO *c_in = BIO_new(BIO_s_mem()), *c_out = BIO_new(BIO_s_mem()), *s_in = BIO_new(BIO_s_mem()), *s_out = BIO_new(BIO_s_mem());
+  SSL_set_bio(client, c_in, c_out);
+  SSL_set_bio(server, s_in, s_out);
+  SSL_set_tlsext_host_name(client, "alog.umeng.com");
+  SSL_set_connect_state(client);
+  SSL_set_accept_state(server);
+  std::vector<std::pair<bool, std::string>> wire;  // what crossed the network, in order
+  auto pump = [&](BIO* from, BIO* to, bool from_client) {
+    char buf[16384];
+    std::string chunk;
+    for (int n; (n = BIO_read(from, buf, sizeof buf)) > 0;) {
+      chunk.append(buf, static_cast<std::size_t>(n));
+    }
+    if (!chunk.empty()) {
+      BIO_write(to, chunk.data(), static_cast<int>(chunk.size()));
+      wire.emplace_back(from_client, chunk);
+    }
+  };
+  for (int i = 0; i < 10 && !(SSL_is_init_finished(client) && SSL_is_init_finished(server)); ++i) {
+    SSL_do_handshake(client);
+    pump(c_out, s_in, true);
+    SSL_do_handshake(server);
+    pump(s_out, c_in, false);
+  }
+  REQUIRE(SSL_is_init_finished(client));
+  const std::string request = "GET /secret?imei=865432101234564 HTTP/1.1\r\nHost: alog.umeng.com\r\n\r\n";
+  SSL_write(client, request.data(), static_cast<int>(request.size()));
+  pump(c_out, s_in, true);
+  char got[512];
+  CHECK(SSL_read(server, got, sizeof got) == static_cast<int>(request.size()));
+
+  pcapng::tcp_connection conn(*pcapng::make_endpoint("192.168.1.23", 53211), *pcapng::make_endpoint("203.0.113.7", 443));
+  const auto file = capture(conn, wire, keys);
+  temp_file f;
+  std::ofstream(f.path, std::ios::binary) << file;
+  CHECK(tshark(f.path, "-Y http.request -T fields -e tls.handshake.extensions_server_name -e http.request.uri")
+            .find("/secret?imei=865432101234564") != std::string::npos);
+  // Without the secrets block the same bytes stay opaque.
+  pcapng::tcp_connection conn2(*pcapng::make_endpoint("192.168.1.23", 53211), *pcapng::make_endpoint("203.0.113.7", 443));
+  const auto opaque = capture(conn2, wire);
+  std::ofstream(f.path, std::ios::binary | std::ios::trunc) << opaque;
+  CHECK(tshark(f.path, "-Y http.request -T fields -e http.request.uri").empty());
+
+  SSL_free(client);
+  SSL_free(server);
+  SSL_CTX_free(cctx);
+  SSL_CTX_free(sctx);
+  std::filesystem::remove_all(dir);
+}
