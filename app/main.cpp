@@ -105,7 +105,7 @@ int run(const std::string& config_path) {
   const auto wall_start = std::chrono::system_clock::now();
   const auto steady_start = std::chrono::steady_clock::now();
   const auto session = captures::create_session_dir(cfg.capture.dir, wall_start);
-  captures::recorder recorder(session);
+  captures::recorder recorder(session, cfg.capture.pcapng);
   captures::timeline timeline(recorder, wall_start, steady_start);
   const std::string token = app::make_control_token();
   proxy::server server(cfg, ca, engine, attribution, recorder, timeline, token);

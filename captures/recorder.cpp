@@ -1,5 +1,7 @@
 #include "captures/recorder.hpp"
 
+#include "captures/pcapng.hpp"
+
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -54,17 +56,30 @@ std::string sha256_hex(std::string_view data) {
 namespace {
 
 constexpr auto group_commit = std::chrono::milliseconds(100);
-const char* const file_names[] = {"flows.jsonl", "leaks.jsonl", "marks.jsonl", "keys.log", "exchanges.jsonl"};
+// Past this much unwritten data, producers wait for the disk: the proxy slows down rather than
+// buffer without bound or drop evidence.
+constexpr std::size_t max_queued_bytes = 8u << 20;
+const char* const file_names[] = {"flows.jsonl", "leaks.jsonl", "marks.jsonl", "keys.log", "exchanges.jsonl",
+                                  "traffic.pcapng"};
 
 }  // namespace
 
-recorder::recorder(std::filesystem::path session_dir) : dir_(std::move(session_dir)) {
+recorder::recorder(std::filesystem::path session_dir, bool pcapng) : dir_(std::move(session_dir)), pcapng_(pcapng) {
   for (int i = 0; i < file_count; ++i) {
+    if (i == traffic_file && !pcapng_) {
+      continue;
+    }
     const auto file = dir_ / file_names[i];
     fds_[i] = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fds_[i] < 0) {
       throw std::runtime_error(file.string() + ": cannot open for writing (" + std::strerror(errno) + ")");
     }
+  }
+  if (pcapng_) {
+    const std::string header = pcapng::section_header("leakscope") +
+                               pcapng::interface_description(pcapng::linktype_ethernet, "phone leg (as the phone saw it)") +
+                               pcapng::interface_description(pcapng::linktype_ethernet, "origin leg (as the server saw it)");
+    append(fds_[traffic_file], header);
   }
   thread_ = std::thread([this] { run(); });
 }
@@ -87,11 +102,23 @@ void recorder::write(const mark_record& r) { enqueue({marks_file, to_json_line(r
 
 void recorder::write(const exchange_record& r) { enqueue({exchanges_file, to_json_line(r), {}, {}}); }
 
-void recorder::write_key(const std::string& line) { enqueue({keys_file, line + "\n", {}, {}}); }
+void recorder::write_key(const std::string& line) {
+  enqueue({keys_file, line + "\n", {}, {}});
+  if (pcapng_) {
+    enqueue({traffic_file, pcapng::decryption_secrets(line + "\n"), {}, {}});
+  }
+}
+
+void recorder::write_traffic(std::string block) {
+  if (pcapng_) {
+    enqueue({traffic_file, std::move(block), {}, {}});
+  }
+}
 
 void recorder::enqueue(item it) {
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
+    space_.wait(lock, [&] { return queued_bytes_ < max_queued_bytes || closing_ || stopped_; });
     if (stopped_) {
       // Late records after close() still go to disk, synchronously, rather than vanish.
       if (it.file == leaks_file) {
@@ -102,6 +129,7 @@ void recorder::enqueue(item it) {
       ::fdatasync(fds_[it.file]);
       return;
     }
+    queued_bytes_ += it.line.size();
     queue_.push_back(std::move(it));
   }
   cv_.notify_one();
@@ -116,6 +144,7 @@ void recorder::close() {
     closing_ = true;
   }
   cv_.notify_one();
+  space_.notify_all();
   if (thread_.joinable()) {
     thread_.join();
   }
@@ -198,7 +227,9 @@ void recorder::run() {
         return;
       }
       batch.swap(queue_);
+      queued_bytes_ = 0;
     }
+    space_.notify_all();
     // Producers keep queueing while this batch is written: the disk never blocks the proxy.
     for (auto& it : batch) {
       if (it.file == leaks_file) {

@@ -39,7 +39,8 @@ struct session_summary {
 
 class recorder {
  public:
-  explicit recorder(std::filesystem::path session_dir);
+  // With `pcapng`, traffic.pcapng is written too: interface 0 is the phone's leg, 1 the origin's.
+  explicit recorder(std::filesystem::path session_dir, bool pcapng = false);
   ~recorder();
   recorder(const recorder&) = delete;
   recorder& operator=(const recorder&) = delete;
@@ -48,8 +49,11 @@ class recorder {
   void write(const leak_record& r);
   void write(const mark_record& r);
   void write(const exchange_record& r);
-  // A TLS secret in SSLKEYLOGFILE format (one line, no newline), for keys.log.
+  // A TLS secret in SSLKEYLOGFILE format (one line, no newline), for keys.log and, as a
+  // Decryption Secrets Block ahead of the packets it decrypts, for traffic.pcapng.
   void write_key(const std::string& line);
+  // An encoded pcapng block for traffic.pcapng (ignored without pcapng).
+  void write_traffic(std::string block);
   // Waits until everything submitted so far is on disk and synced, then stops the writer.
   void close();
 
@@ -57,7 +61,7 @@ class recorder {
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
-  enum file_id { flows_file, leaks_file, marks_file, keys_file, exchanges_file, file_count };
+  enum file_id { flows_file, leaks_file, marks_file, keys_file, exchanges_file, traffic_file, file_count };
   struct item {
     file_id file;
     std::string line;
@@ -70,12 +74,15 @@ class recorder {
   void sync_dirty();
 
   std::filesystem::path dir_;
-  int fds_[file_count] = {-1, -1, -1, -1, -1};
+  int fds_[file_count] = {-1, -1, -1, -1, -1, -1};
+  bool pcapng_ = false;
   bool dirty_[file_count] = {};
   std::chrono::steady_clock::time_point last_sync_ = std::chrono::steady_clock::now();
   mutable std::mutex mutex_;
   std::condition_variable cv_;
+  std::condition_variable space_;  // producers wait here while the queue is full
   std::deque<item> queue_;
+  std::size_t queued_bytes_ = 0;
   bool closing_ = false;  // close() called: the writer drains the queue and exits
   bool stopped_ = false;  // the writer has exited: later records are written synchronously
   session_summary summary_;

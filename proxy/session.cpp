@@ -1,6 +1,7 @@
 #include "proxy/session.hpp"
 
 #include "captures/leak_builder.hpp"
+#include "captures/tap.hpp"
 #include "detectors/attribution.hpp"
 #include "proxy/client_hello.hpp"
 #include "proxy/http1_codec.hpp"
@@ -812,6 +813,32 @@ awaitable<void> passthrough(services& sv, connection& conn, beast::tcp_stream& c
   sv.recorder.write(flow);
 }
 
+// Sees every ciphertext byte an SSL object reads from or writes to the network, in order:
+// Asio's engine gives the SSL object one BIO for both directions.
+struct tls_tap {
+  captures::leg_tap* leg = nullptr;
+  bool ssl_is_client = false;  // the origin leg's SSL is the client of its TCP connection
+};
+
+long tap_callback(BIO* bio, int oper, const char* argp, std::size_t, int, long, int ret, std::size_t* processed) {
+  const int op = oper & ~BIO_CB_RETURN;
+  if ((oper & BIO_CB_RETURN) && ret > 0 && processed != nullptr && *processed > 0 && (op == BIO_CB_READ || op == BIO_CB_WRITE)) {
+    auto* tap = reinterpret_cast<tls_tap*>(BIO_get_callback_arg(bio));
+    if (tap != nullptr && tap->leg != nullptr) {
+      // What the SSL object reads came from its peer; what it writes goes to its peer.
+      const bool from_client = (op == BIO_CB_READ) != tap->ssl_is_client;
+      tap->leg->data(from_client, std::string_view(argp, *processed));
+    }
+  }
+  return ret;
+}
+
+void attach_tap(SSL* ssl, tls_tap* tap) {
+  BIO* bio = SSL_get_rbio(ssl);
+  BIO_set_callback_arg(bio, reinterpret_cast<char*>(tap));
+  BIO_set_callback_ex(bio, tap_callback);
+}
+
 // After CONNECT: peek the ClientHello, then intercept, pass through, or serve plain HTTP.
 awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream client, std::string cbuf,
                              beast::tcp_stream origin) {
@@ -861,11 +888,36 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     co_return;
   }
 
+  // traffic.pcapng: each leg's ciphertext as observed. Declared before the streams, so the taps
+  // outlive the SSL objects whose BIO callbacks feed them.
+  std::optional<captures::leg_tap> phone_leg, origin_leg;
+  tls_tap phone_tap, origin_tap;
+  if (sv.cfg.capture.pcapng) {
+    error_code ignored;
+    const auto phone_end = client.socket().remote_endpoint(ignored);
+    const auto origin_local = origin.socket().local_endpoint(ignored);
+    const auto origin_remote = origin.socket().remote_endpoint(ignored);
+    // The phone's leg is drawn between the phone and the origin it asked for: that is the
+    // conversation it believes it had.
+    phone_leg.emplace(sv.recorder, 0, phone_end.address().to_string(), phone_end.port(),
+                      origin_remote.address().to_string(), origin_remote.port());
+    origin_leg.emplace(sv.recorder, 1, origin_local.address().to_string(), origin_local.port(),
+                       origin_remote.address().to_string(), origin_remote.port());
+    phone_tap = {&*phone_leg, false};
+    origin_tap = {&*origin_leg, true};
+  }
+
   // Verify the origin before the phone's handshake: a failure is told to the phone as a 502
   // over TLS, which says why, where a refused handshake would only say "certificate error".
   std::optional<tls_stream> upstream;
   upstream.emplace(std::move(origin), sv.upstream_tls);
+  if (origin_leg) {
+    attach_tap(upstream->native_handle(), &origin_tap);
+  }
   const auto failure = co_await upstream_handshake(sv, *upstream, name);
+  if (origin_leg) {
+    origin_leg->release();
+  }
   if (failure) {
     upstream.reset();
   }
@@ -876,6 +928,9 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     co_return;
   }
   tls_stream phone(std::move(client), sv.client_facing);
+  if (phone_leg) {
+    attach_tap(phone.native_handle(), &phone_tap);
+  }
   SSL_use_certificate(phone.native_handle(), leaf->cert.get());
   SSL_use_PrivateKey(phone.native_handle(), leaf->key.get());
   beast::get_lowest_layer(phone).expires_after(t.handshake);
@@ -883,6 +938,9 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   error_code ec;
   co_await phone.async_handshake(ssl::stream_base::server, net::buffer(cbuf), use_ec(ec));
   cbuf.clear();
+  if (phone_leg) {
+    phone_leg->release();
+  }
   if (ec) {
     if (const auto why = client_rejection(ec)) {
       sv.rejected.add(name);

@@ -331,6 +331,21 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertEqual(bad.returncode, 1)
         self.assertIn("leaks.jsonl: differs from the manifest", bad.stdout)
 
+    def test_traffic_pcapng_decrypts_in_stock_tshark_and_matches_the_flows(self):
+        self.start()
+        self.through(self.https() + "/index.html", self.https() + "/index.html?n=2")  # two on one tunnel
+        self.through("--data-binary", f"imei={IMEI}", self.https("sdk.umeng.com") + "/echo/pcap")
+        flows, _ = self.stop_and_check()
+        expected = sorted((f["dest"]["host"], f["url"].split(str(f["dest"]["port"]), 1)[1]) for f in flows)
+        pcap = self.proxy.session / "traffic.pcapng"
+        self.assertEqual(pcap.stat().st_mode & 0o777, 0o600)
+        for interface in (0, 1):  # the phone's leg, then the origin's
+            out = subprocess.run(["tshark", "-r", str(pcap), "-Y", f"http.request && frame.interface_id == {interface}",
+                                  "-T", "fields", "-e", "http.host", "-e", "http.request.uri"],
+                                 capture_output=True, text=True, timeout=120).stdout
+            seen = sorted((host.rsplit(":", 1)[0], uri) for host, uri in (l.split("\t") for l in out.splitlines()))
+            self.assertEqual(seen, expected, f"interface {interface}")
+
     # --- refusals and typed errors ----------------------------------------------------------
     def test_a_head_that_trickles_in_past_the_headers_timeout_is_cut_off(self):
         self.start("limits: {timeouts: {headers: 300ms}}")
