@@ -60,13 +60,13 @@ constexpr auto group_commit = std::chrono::milliseconds(100);
 // buffer without bound or drop evidence.
 constexpr std::size_t max_queued_bytes = 8u << 20;
 const char* const file_names[] = {"flows.jsonl", "leaks.jsonl", "marks.jsonl", "keys.log", "exchanges.jsonl",
-                                  "traffic.pcapng"};
+                                  "traffic.pcapng", "decrypted.pcapng"};
 
 }  // namespace
 
 recorder::recorder(std::filesystem::path session_dir, bool pcapng) : dir_(std::move(session_dir)), pcapng_(pcapng) {
   for (int i = 0; i < file_count; ++i) {
-    if (i == traffic_file && !pcapng_) {
+    if ((i == traffic_file || i == decrypted_file) && !pcapng_) {
       continue;
     }
     const auto file = dir_ / file_names[i];
@@ -80,6 +80,9 @@ recorder::recorder(std::filesystem::path session_dir, bool pcapng) : dir_(std::m
                                pcapng::interface_description(pcapng::linktype_ethernet, "phone leg (as the phone saw it)") +
                                pcapng::interface_description(pcapng::linktype_ethernet, "origin leg (as the server saw it)");
     append(fds_[traffic_file], header);
+    append(fds_[decrypted_file],
+           pcapng::section_header("leakscope") +
+               pcapng::interface_description(pcapng::linktype_ethernet, "decrypted HTTP, phone to origin"));
   }
   thread_ = std::thread([this] { run(); });
 }
@@ -104,21 +107,39 @@ void recorder::write(const exchange_record& r) { enqueue({exchanges_file, to_jso
 
 void recorder::write_key(const std::string& line) {
   enqueue({keys_file, line + "\n", {}, {}});
-  if (pcapng_) {
-    enqueue({traffic_file, pcapng::decryption_secrets(line + "\n"), {}, {}});
-  }
+  write_traffic(pcapng::decryption_secrets(line + "\n"), false);
 }
 
-void recorder::write_traffic(std::string block) {
-  if (pcapng_) {
-    enqueue({traffic_file, std::move(block), {}, {}});
+std::uint64_t recorder::write_traffic(std::string block, bool is_packet) {
+  return enqueue_packet(traffic_file, std::move(block), is_packet);
+}
+
+std::uint64_t recorder::write_decrypted(std::string block) { return enqueue_packet(decrypted_file, std::move(block), true); }
+
+std::uint64_t recorder::enqueue_packet(file_id file, std::string block, bool is_packet) {
+  if (!pcapng_) {
+    return 0;
   }
+  std::unique_lock lock(mutex_);
+  // Numbered under the same lock that orders the queue: the number is the place in the file.
+  const std::uint64_t frame = enqueue_locked(lock, {file, std::move(block), {}, {}}, is_packet ? &frames_[file] : nullptr);
+  lock.unlock();
+  cv_.notify_one();
+  return frame;
 }
 
 void recorder::enqueue(item it) {
   {
     std::unique_lock lock(mutex_);
+    enqueue_locked(lock, std::move(it));
+  }
+  cv_.notify_one();
+}
+
+std::uint64_t recorder::enqueue_locked(std::unique_lock<std::mutex>& lock, item it, std::uint64_t* frame_counter) {
+  {
     space_.wait(lock, [&] { return queued_bytes_ < max_queued_bytes || closing_ || stopped_; });
+    const std::uint64_t frame = frame_counter != nullptr ? ++*frame_counter : 0;
     if (stopped_) {
       // Late records after close() still go to disk, synchronously, rather than vanish.
       if (it.file == leaks_file) {
@@ -127,12 +148,12 @@ void recorder::enqueue(item it) {
       const bool written = append(fds_[it.file], it.line);
       count(it, written);
       ::fdatasync(fds_[it.file]);
-      return;
+      return frame;
     }
     queued_bytes_ += it.line.size();
     queue_.push_back(std::move(it));
+    return frame;
   }
-  cv_.notify_one();
 }
 
 void recorder::close() {

@@ -52,8 +52,11 @@ class recorder {
   // A TLS secret in SSLKEYLOGFILE format (one line, no newline), for keys.log and, as a
   // Decryption Secrets Block ahead of the packets it decrypts, for traffic.pcapng.
   void write_key(const std::string& line);
-  // An encoded pcapng block for traffic.pcapng (ignored without pcapng).
-  void write_traffic(std::string block);
+  // An encoded block for traffic.pcapng or decrypted.pcapng (ignored without pcapng). Returns
+  // the frame number it will have in that file (1-based, as Wireshark counts), 0 for blocks that
+  // are not packets. Numbers follow the queue, which is the order of the file.
+  std::uint64_t write_traffic(std::string block, bool is_packet = true);
+  std::uint64_t write_decrypted(std::string block);
   // Waits until everything submitted so far is on disk and synced, then stops the writer.
   void close();
 
@@ -61,20 +64,27 @@ class recorder {
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
-  enum file_id { flows_file, leaks_file, marks_file, keys_file, exchanges_file, traffic_file, file_count };
+  enum file_id {
+    flows_file, leaks_file, marks_file, keys_file, exchanges_file, traffic_file, decrypted_file, file_count
+  };
+  std::uint64_t enqueue_packet(file_id file, std::string block, bool is_packet);
   struct item {
     file_id file;
     std::string line;
     std::string category, host;  // leaks only, for the summary
   };
   void enqueue(item it);
+  // Waits for space, then (with `frame_counter`) numbers the item and queues it, all under the
+  // lock, so numbers and queue order agree. Returns the number, or 0.
+  std::uint64_t enqueue_locked(std::unique_lock<std::mutex>& lock, item it, std::uint64_t* frame_counter = nullptr);
   void run();
   bool append(int fd, const std::string& line);
   void count(const item& it, bool written);  // caller holds mutex_
   void sync_dirty();
 
   std::filesystem::path dir_;
-  int fds_[file_count] = {-1, -1, -1, -1, -1, -1};
+  int fds_[file_count] = {-1, -1, -1, -1, -1, -1, -1};
+  std::uint64_t frames_[file_count] = {};
   bool pcapng_ = false;
   bool dirty_[file_count] = {};
   std::chrono::steady_clock::time_point last_sync_ = std::chrono::steady_clock::now();

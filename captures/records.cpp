@@ -82,7 +82,9 @@ std::string to_json_line(const leak_record& r) {
             {"encoding", r.encoding},
             {"value", r.value},
             {"request", {{"method", r.method}, {"path", r.path}}},
-            {"har_entry", r.har_entry ? json(*r.har_entry) : json(nullptr)}};
+            {"har_entry", r.har_entry ? json(*r.har_entry) : json(nullptr)},
+            {"frames", {{"traffic", r.traffic_frame == 0 ? json(nullptr) : json(r.traffic_frame)},
+                        {"decrypted", r.decrypted_frame == 0 ? json(nullptr) : json(r.decrypted_frame)}}}};
   return line(j);
 }
 

@@ -77,6 +77,8 @@ struct leak_record {
   std::string method;
   std::string path;
   std::optional<std::uint64_t> har_entry;
+  std::uint64_t traffic_frame = 0;    // traffic.pcapng: last phone-leg packet of the request (0: none)
+  std::uint64_t decrypted_frame = 0;  // decrypted.pcapng: the packet completing the request (0: none)
 };
 
 // One line of exchanges.jsonl: what HAR needs of an exchange beyond its flow record. The

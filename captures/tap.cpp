@@ -15,31 +15,44 @@ leg_tap::leg_tap(recorder& rec, std::uint32_t interface, const std::string& clie
 
 leg_tap::~leg_tap() { close(); }
 
-void leg_tap::emit(const std::vector<std::string>& frames) {
-  const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+namespace {
+
+std::uint64_t now_us() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+}  // namespace
+
+void leg_tap::emit(const std::vector<std::string>& frames, bool client_data) {
+  const auto now = now_us();
   for (const auto& f : frames) {
-    auto block = pcapng::enhanced_packet(interface_, static_cast<std::uint64_t>(now), f);
+    auto block = pcapng::enhanced_packet(interface_, now, f);
     if (holding_) {
-      held_.push_back(std::move(block));  // keeps its observation time
+      held_.emplace_back(std::move(block), client_data);  // keeps its observation time
     } else {
-      recorder_.write_traffic(std::move(block));
+      const auto frame = recorder_.write_traffic(std::move(block));
+      if (client_data) {
+        last_client_frame_ = frame;
+      }
     }
   }
 }
 
 void leg_tap::release() {
   holding_ = false;
-  for (auto& block : held_) {
-    recorder_.write_traffic(std::move(block));
+  for (auto& [block, client_data] : held_) {
+    const auto frame = recorder_.write_traffic(std::move(block));
+    if (client_data) {
+      last_client_frame_ = frame;
+    }
   }
   held_.clear();
 }
 
 void leg_tap::data(bool from_client, std::string_view bytes) {
   if (connection_ && !closed_ && !bytes.empty()) {
-    emit(connection_->send(from_client, bytes));
+    emit(connection_->send(from_client, bytes), from_client);
   }
 }
 
@@ -48,6 +61,70 @@ void leg_tap::close() {
   if (connection_ && !closed_) {
     closed_ = true;
     emit(connection_->close());
+  }
+}
+
+http_tap::http_tap(recorder& rec, const std::string& client_ip, std::uint16_t client_port, const std::string& server_ip,
+                   std::uint16_t server_port)
+    : recorder_(rec) {
+  auto client = pcapng::make_endpoint(client_ip, client_port);
+  auto server = pcapng::make_endpoint(server_ip, server_port);
+  if (client && server && client->v6 == server->v6) {
+    connection_.emplace(*client, *server);
+    const auto t = now_us();
+    for (const auto& f : connection_->open()) {
+      recorder_.write_decrypted(pcapng::enhanced_packet(0, t, f));
+    }
+  }
+}
+
+http_tap::~http_tap() {
+  if (connection_ && !closed_) {
+    end_request({});
+    closed_ = true;
+    const auto t = now_us();
+    for (const auto& f : connection_->close()) {
+      recorder_.write_decrypted(pcapng::enhanced_packet(0, t, f));
+    }
+  }
+}
+
+void http_tap::request(std::string_view bytes) {
+  if (!connection_ || bytes.empty()) {
+    return;
+  }
+  // Hold back only the newest chunk: memory stays one read, whatever the body's size.
+  if (!pending_.empty()) {
+    const auto t = now_us();
+    for (const auto& f : connection_->send(true, pending_)) {
+      recorder_.write_decrypted(pcapng::enhanced_packet(0, t, f));
+    }
+  }
+  pending_.assign(bytes);
+}
+
+std::uint64_t http_tap::end_request(const std::string& comment) {
+  if (!connection_ || pending_.empty()) {
+    return 0;
+  }
+  const auto frames = connection_->send(true, pending_);
+  pending_.clear();
+  const auto t = now_us();
+  std::uint64_t last = 0;
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    last = recorder_.write_decrypted(pcapng::enhanced_packet(0, t, frames[i], i + 1 == frames.size() ? comment : std::string()));
+  }
+  return last;
+}
+
+void http_tap::response(std::string_view bytes) {
+  if (!connection_ || bytes.empty()) {
+    return;
+  }
+  end_request({});  // an interim 100 Continue can come before the body is complete
+  const auto t = now_us();
+  for (const auto& f : connection_->send(false, bytes)) {
+    recorder_.write_decrypted(pcapng::enhanced_packet(0, t, f));
   }
 }
 

@@ -26,14 +26,40 @@ class leg_tap {
   // Finished) must reach the file before the packets, or Wireshark cannot decrypt the leg.
   void release();
   void close();
+  // The frame number, in traffic.pcapng, of the last packet with bytes from the client.
+  std::uint64_t last_client_frame() const { return last_client_frame_; }
 
  private:
-  void emit(const std::vector<std::string>& frames);
+  void emit(const std::vector<std::string>& frames, bool client_data = false);
   recorder& recorder_;
   std::uint32_t interface_;
   std::optional<pcapng::tcp_connection> connection_;
   bool holding_ = true;
-  std::vector<std::string> held_;
+  std::vector<std::pair<std::string, bool>> held_;  // block, carries client data
+  std::uint64_t last_client_frame_ = 0;
+  bool closed_ = false;
+};
+
+// The decrypted exchanges of one connection, as plain HTTP in decrypted.pcapng. The request's
+// last chunk is held back until the request has been inspected, so the packet that completes
+// it can name the leaks it carried ("leak 12: imei -> Umeng (third party)").
+class http_tap {
+ public:
+  http_tap(recorder& rec, const std::string& client_ip, std::uint16_t client_port, const std::string& server_ip,
+           std::uint16_t server_port);
+  ~http_tap();
+  http_tap(const http_tap&) = delete;
+  http_tap& operator=(const http_tap&) = delete;
+
+  void request(std::string_view bytes);
+  // Emits the held chunk, its last segment with `comment`; returns that frame's number (0 if none).
+  std::uint64_t end_request(const std::string& comment);
+  void response(std::string_view bytes);
+
+ private:
+  recorder& recorder_;
+  std::optional<pcapng::tcp_connection> connection_;
+  std::string pending_;
   bool closed_ = false;
 };
 

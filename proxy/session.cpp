@@ -101,6 +101,8 @@ struct connection {
   std::string kind;  // "https" or "http" (inside a tunnel or absolute-form)
   std::optional<double> handshake_ms;
   unsigned exchanges = 0;
+  captures::leg_tap* phone_leg = nullptr;  // traffic.pcapng, when intercepted over TLS
+  captures::http_tap* plain = nullptr;     // decrypted.pcapng
 };
 
 captures::flow_record new_flow(services& sv, const connection& conn) {
@@ -239,6 +241,16 @@ void record_leaks(services& sv, const connection& conn, captures::flow_record& f
   request.body = req.body();
   request.body_truncated = req.body_truncated();
   const auto result = sv.detector.inspect(request);
+  // Leak ids first, so the packet that completes the request in decrypted.pcapng can name them.
+  const std::uint64_t first_id = sv.next_leak.fetch_add(result.findings.size());
+  const auto who = sv.attribution.attribute(conn.dest.host);
+  std::string comment;
+  for (std::size_t i = 0; i < result.findings.size(); ++i) {
+    comment += (comment.empty() ? "" : "; ") + std::string("leak ") + std::to_string(first_id + i) + ": " +
+               result.findings[i].category + " -> " + (who.sdk ? who.sdk->sdk : who.domain) + " (" + who.party + " party)";
+  }
+  const std::uint64_t decrypted_frame = conn.plain != nullptr ? conn.plain->end_request(comment) : 0;
+  const std::uint64_t traffic_frame = conn.phone_leg != nullptr ? conn.phone_leg->last_client_frame() : 0;
   flow.incomplete = result.incomplete;
   flow.request_truncated = request.body_truncated;
   captures::leak_context context;
@@ -250,7 +262,6 @@ void record_leaks(services& sv, const connection& conn, captures::flow_record& f
   }
   context.client = conn.client;
   context.dest = conn.dest;
-  const auto who = sv.attribution.attribute(conn.dest.host);
   context.party = who.party;
   context.party_rule = who.rule;
   context.domain = who.domain;
@@ -259,8 +270,11 @@ void record_leaks(services& sv, const connection& conn, captures::flow_record& f
   }
   context.method = head.method;
   context.path = origin_form.substr(0, origin_form.find('?'));
-  for (const auto& f : result.findings) {
-    const auto leak = captures::make_leak(context, sv.next_leak++, f, detectors::mask(f.value));
+  for (std::size_t i = 0; i < result.findings.size(); ++i) {
+    const auto& f = result.findings[i];
+    auto leak = captures::make_leak(context, first_id + i, f, detectors::mask(f.value));
+    leak.traffic_frame = traffic_frame;
+    leak.decrypted_frame = decrypted_frame;
     sv.recorder.write(leak);
     ++flow.leaks;
   }
@@ -401,6 +415,7 @@ struct exchange {
   std::function<void(captures::flow_record&)> inspect;
   const http1::parser* req = nullptr;  // for the exchange record (HAR): heads and the kept body
   const http1::parser* res = nullptr;
+  captures::http_tap* plain = nullptr;  // decrypted.pcapng
 };
 
 void inspect_once(exchange& x) {
@@ -458,6 +473,9 @@ awaitable<response_end> relay_response(services& sv, exchange& x, Client& client
       const auto r = res.feed(ubuf);
       if (r.head_complete) {
         const auto& raw = res.head().raw;
+        if (x.plain != nullptr) {
+          x.plain->response(raw);
+        }
         if (co_await write_all(client, raw, t.idle)) {
           finish(sv, x, captures::typed_error{"client_closed", "the client closed before the response was relayed"}, false);
           co_return response_end::failed;
@@ -479,6 +497,9 @@ awaitable<response_end> relay_response(services& sv, exchange& x, Client& client
           co_return response_end::upgraded;
         }
       } else if (!in_head && r.consumed > 0) {
+        if (x.plain != nullptr) {
+          x.plain->response(std::string_view(ubuf).substr(0, r.consumed));
+        }
         if (co_await write_all(client, std::string_view(ubuf).substr(0, r.consumed), t.idle)) {
           finish(sv, x, captures::typed_error{"client_closed", "the client closed in the middle of the response"}, false);
           co_return response_end::failed;
@@ -570,6 +591,7 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
   x.inspect = [&](captures::flow_record& flow) { record_leaks(sv, conn, flow, req, origin_form); };
   x.req = &req;
   x.res = &res;
+  x.plain = conn.plain;
 
   // Request: head, then body bytes exactly as the client framed them.
   if (co_await write_all(upstream, head_out, t.idle)) {
@@ -577,6 +599,9 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
     co_return x.outcome;
   }
   x.flow.bytes_up += head_out.size();
+  if (x.plain != nullptr) {
+    x.plain->request(head_out);
+  }
   bool awaiting_continue = expects_continue(req.head());
   while (true) {
     const auto r = req.feed(cbuf);
@@ -587,6 +612,9 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
         co_return x.outcome;
       }
       x.flow.bytes_up += r.consumed;
+      if (x.plain != nullptr) {
+        x.plain->request(std::string_view(cbuf).substr(0, r.consumed));
+      }
       cbuf.erase(0, r.consumed);
     }
     if (r.error != http1::codec_error::none) {
@@ -954,6 +982,14 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   }
   conn.handshake_ms = ms_since(handshake_started);
   conn.kind = "https";
+  std::optional<captures::http_tap> plain_tap;
+  if (sv.cfg.capture.pcapng) {
+    error_code ignored;
+    const auto phone_end = beast::get_lowest_layer(phone).socket().remote_endpoint(ignored);
+    plain_tap.emplace(sv.recorder, phone_end.address().to_string(), phone_end.port(), conn.dest.ip, conn.dest.port);
+    conn.plain = &*plain_tap;
+    conn.phone_leg = phone_leg ? &*phone_leg : nullptr;
+  }
   const unsigned served = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &*upstream : nullptr, failure);
   if (served == 0) {
     // OkHttp's CertificatePinner checks after the handshake and closes without a request.

@@ -345,6 +345,21 @@ class ProxyEndToEnd(OriginTestCase):
                                  capture_output=True, text=True, timeout=120).stdout
             seen = sorted((host.rsplit(":", 1)[0], uri) for host, uri in (l.split("\t") for l in out.splitlines()))
             self.assertEqual(seen, expected, f"interface {interface}")
+        decrypted = self.proxy.session / "decrypted.pcapng"
+
+        def fields(file, filter_, *names):
+            out = subprocess.run(["tshark", "-r", str(file), "-Y", filter_, "-T", "fields",
+                                  *sum((["-e", n] for n in names), [])], capture_output=True, text=True, timeout=120).stdout
+            return [l.split("\t") for l in out.splitlines()]
+
+        seen = sorted((h.rsplit(":", 1)[0], u) for h, u in fields(decrypted, "http.request", "http.host", "http.request.uri"))
+        self.assertEqual(seen, expected)
+        (leak,) = self.proxy.leaks()
+        frame = leak["frames"]["decrypted"]
+        self.assertEqual(fields(decrypted, f"frame.number == {frame}", "http.request.uri", "frame.comment"),
+                         [["/echo/pcap", f"leak {leak['id']}: imei -> Umeng (third party)"]])
+        self.assertEqual(fields(pcap, f"frame.number == {leak['frames']['traffic']}", "frame.interface_id", "http.request.uri"),
+                         [["0", "/echo/pcap"]])
 
     # --- refusals and typed errors ----------------------------------------------------------
     def test_a_head_that_trickles_in_past_the_headers_timeout_is_cut_off(self):
