@@ -1,6 +1,7 @@
 #include "captures/manifest.hpp"
 
 #include "captures/files.hpp"
+#include "captures/pcapng.hpp"
 #include "captures/recorder.hpp"
 
 #include <fcntl.h>
@@ -140,6 +141,20 @@ verify_result verify_session(const std::filesystem::path& dir) {
     }
     prev = sha256_hex(line);
     ++out.leaks;
+  }
+  // pcapng files must be whole blocks to the end (a crash may only cut the last one).
+  for (const char* name : {"traffic.pcapng", "decrypted.pcapng"}) {
+    std::ifstream pin(dir / name, std::ios::binary);
+    if (!pin) {
+      continue;
+    }
+    const std::string bytes((std::istreambuf_iterator<char>(pin)), std::istreambuf_iterator<char>());
+    std::size_t valid = 0;
+    const auto blocks = pcapng::read_blocks(bytes, &valid);
+    if (valid != bytes.size()) {
+      problem(std::string(name) + ": readable up to byte " + std::to_string(valid) + " of " + std::to_string(bytes.size()) +
+              " (" + std::to_string(blocks.size()) + " whole blocks; the rest is cut off)");
+    }
   }
   if (manifest.contains("leaks")) {
     const auto count = manifest["leaks"].value("count", std::uint64_t{0});

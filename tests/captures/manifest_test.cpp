@@ -122,6 +122,13 @@ TEST_CASE("a torn last line, a missing file and an added file are each reported"
   CHECK_FALSE(s.mentions(r, "report.html"));
 }
 
+TEST_CASE("a pcapng file cut in the middle of a block is reported") {
+  session_fixture s;
+  std::ofstream(s.dir / "traffic.pcapng", std::ios::binary) << std::string("\x0a\x0d\x0d\x0a\x20\x00", 6);
+  const auto r = verify_session(s.dir);
+  CHECK(s.mentions(r, "traffic.pcapng: readable up to byte 0 of 6"));
+}
+
 TEST_CASE("no manifest: the chain is still checked") {
   session_fixture s;
   std::filesystem::remove(s.dir / "manifest.json");
