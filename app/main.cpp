@@ -135,11 +135,19 @@ int run(const std::string& config_path) {
   server.run(std::max(1u, std::thread::hardware_concurrency()));
   recorder.close();
   const auto summary = recorder.summary();
-  app::seal_session(session, cfg,
-                    {version, LEAKSCOPE_GIT_COMMIT, ca.sha256_fingerprint(), captures::iso8601(wall_start),
-                     captures::iso8601(std::chrono::system_clock::now()), summary.leaks, summary.leaks_chain_head});
+  bool sealed = true;
+  try {
+    app::seal_session(session, cfg,
+                      {version, LEAKSCOPE_GIT_COMMIT, ca.sha256_fingerprint(), captures::iso8601(wall_start),
+                       captures::iso8601(std::chrono::system_clock::now()), summary.leaks, summary.leaks_chain_head});
+  } catch (const std::exception& e) {
+    // The logs are on disk; what failed was deriving HAR, index or manifest from them.
+    std::cerr << "leakscope: cannot seal the session (" << e.what() << "); the logs are kept, run "
+              << "`leakscope har`, `leakscope index` when there is room\n";
+    sealed = false;
+  }
   print_summary(summary, session);
-  return 0;
+  return sealed && summary.write_errors == 0 ? 0 : 1;
 }
 
 int ca_export(const std::string& config_path, const std::string& format, const std::string& out) {

@@ -2,6 +2,8 @@
 
 #include "captures/pcapng.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -178,6 +180,11 @@ session_summary recorder::summary() const {
   return summary_;
 }
 
+std::string recorder::failure() const {
+  std::lock_guard lock(failure_mutex_);
+  return failure_;
+}
+
 bool recorder::append(int fd, const std::string& line) {
   std::size_t done = 0;
   while (done < line.size()) {
@@ -186,7 +193,20 @@ bool recorder::append(int fd, const std::string& line) {
       continue;
     }
     if (n <= 0) {
-      std::cerr << "leakscope: cannot write to " << dir_.string() << ": " << std::strerror(errno) << "\n";
+      const std::string why = "cannot write to " + dir_.string() + ": " + std::strerror(n < 0 ? errno : ENOSPC);
+      if (healthy_.exchange(false)) {
+        std::cerr << "leakscope: " << why << "; not intercepting new connections until it can write again\n";
+        std::lock_guard lock(failure_mutex_);
+        failure_ = why;
+        failed_at_ = iso8601(std::chrono::system_clock::now());
+      }
+      // A partial line would corrupt the file for every reader: cut back to the last whole one.
+      if (done > 0) {
+        const off_t end = ::lseek(fd, 0, SEEK_END);
+        if (end >= static_cast<off_t>(done)) {
+          [[maybe_unused]] const int rc = ::ftruncate(fd, end - static_cast<off_t>(done));
+        }
+      }
       return false;
     }
     done += static_cast<std::size_t>(n);
@@ -197,6 +217,7 @@ bool recorder::append(int fd, const std::string& line) {
 void recorder::count(const item& it, bool written) {
   if (!written) {
     ++summary_.write_errors;
+    ++lost_since_failure_;
     return;
   }
   switch (it.file) {
@@ -253,6 +274,28 @@ void recorder::run() {
     space_.notify_all();
     // Producers keep queueing while this batch is written: the disk never blocks the proxy.
     for (auto& it : batch) {
+      if (!healthy_.load() && it.file == flows_file) {
+        // Writing works again? Say first, in the flows log, what was lost and since when.
+        std::string lost, since, why;
+        {
+          std::lock_guard lock(mutex_);
+          lost = std::to_string(lost_since_failure_);
+        }
+        {
+          std::lock_guard lock(failure_mutex_);
+          since = failed_at_;
+          why = failure_;
+        }
+        const std::string gap = "{\"gap\":{\"lost_records\":" + lost + ",\"since\":\"" + since + "\",\"until\":\"" +
+                                iso8601(std::chrono::system_clock::now()) + "\",\"reason\":" +
+                                nlohmann::json(why).dump() + "}}\n";
+        if (append(fds_[flows_file], gap)) {
+          std::lock_guard lock(mutex_);
+          lost_since_failure_ = 0;
+          healthy_ = true;
+          std::cerr << "leakscope: writing again; " << lost << " records were lost (gap recorded)\n";
+        }
+      }
       if (it.file == leaks_file) {
         it.line.insert(it.line.size() - 2, ",\"prev_hash\":\"" + head + "\"");
         head = sha256_hex(it.line);

@@ -9,6 +9,7 @@
 
 #include "captures/records.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -61,6 +62,10 @@ class recorder {
   void close();
 
   session_summary summary() const;
+  // False once a write has failed (a full disk, an I/O error): the proxy stops taking new
+  // connections rather than intercept what it cannot record. `failure()` says why.
+  bool healthy() const { return healthy_.load(); }
+  std::string failure() const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
@@ -96,6 +101,11 @@ class recorder {
   bool closing_ = false;  // close() called: the writer drains the queue and exits
   bool stopped_ = false;  // the writer has exited: later records are written synchronously
   session_summary summary_;
+  std::atomic<bool> healthy_{true};
+  mutable std::mutex failure_mutex_;  // append() runs with and without mutex_ held
+  std::string failure_;               // guarded by failure_mutex_
+  std::string failed_at_;             // guarded by failure_mutex_
+  std::uint64_t lost_since_failure_ = 0;  // guarded by mutex_: records not written since the failure
   std::thread thread_;
 };
 

@@ -48,6 +48,12 @@ net::awaitable<void> accept_loop(tcp::acceptor& acceptor, Handler on_accept) {
 
 void start_session(services& sv, tcp::socket socket) {
   boost::system::error_code ec;
+  if (!sv.recorder.healthy()) {
+    // What cannot be recorded is not intercepted: the session folder would not be the evidence.
+    std::cerr << "leakscope: refusing a connection: " << sv.recorder.failure() << "\n";
+    socket.close(ec);
+    return;
+  }
   if (sv.connections.load() >= sv.cfg.limits.max_connections) {
     std::cerr << "leakscope: refusing a connection: limits.max_connections (" << sv.cfg.limits.max_connections
               << ") reached\n";
