@@ -60,7 +60,7 @@ namespace {
 constexpr auto group_commit = std::chrono::milliseconds(100);
 // Past this much unwritten data, producers wait for the disk: the proxy slows down rather than
 // buffer without bound or drop evidence.
-constexpr std::size_t max_queued_bytes = 8u << 20;
+constexpr std::size_t max_queued_bytes = 4u << 20;
 const char* const file_names[] = {"flows.jsonl", "leaks.jsonl", "marks.jsonl", "keys.log", "exchanges.jsonl",
                                   "traffic.pcapng", "decrypted.pcapng"};
 

@@ -103,6 +103,45 @@ struct connection {
   unsigned exchanges = 0;
   captures::leg_tap* phone_leg = nullptr;  // traffic.pcapng, when intercepted over TLS
   captures::http_tap* plain = nullptr;     // decrypted.pcapng
+  // traffic.pcapng for plain-HTTP connections, where the observed bytes are the plaintext.
+  captures::leg_tap* plain_phone = nullptr;
+  captures::leg_tap* plain_origin = nullptr;
+};
+
+// The pcapng taps of a plain-HTTP connection (explicit absolute-form, or HTTP inside a tunnel).
+struct plain_capture {
+  std::optional<captures::http_tap> decrypted;
+  std::optional<captures::leg_tap> phone, origin;
+
+  void open(services& sv, connection& conn, const tcp::socket& client, const tcp::socket& upstream) {
+    reset(conn);
+    if (!sv.cfg.capture.pcapng) {
+      return;
+    }
+    error_code ignored;
+    const auto p = client.remote_endpoint(ignored);
+    const auto local = upstream.local_endpoint(ignored);
+    const auto o = upstream.remote_endpoint(ignored);
+    phone.emplace(sv.recorder, 0, p.address().to_string(), p.port(), o.address().to_string(), o.port());
+    origin.emplace(sv.recorder, 1, local.address().to_string(), local.port(), o.address().to_string(), o.port());
+    phone->release();  // no TLS secrets to wait for
+    origin->release();
+    decrypted.emplace(sv.recorder, p.address().to_string(), p.port(), o.address().to_string(), o.port());
+    conn.phone_leg = &*phone;
+    conn.plain = &*decrypted;
+    conn.plain_phone = &*phone;
+    conn.plain_origin = &*origin;
+  }
+
+  void reset(connection& conn) {
+    conn.phone_leg = nullptr;
+    conn.plain = nullptr;
+    conn.plain_phone = nullptr;
+    conn.plain_origin = nullptr;
+    decrypted.reset();
+    phone.reset();
+    origin.reset();
+  }
 };
 
 captures::flow_record new_flow(services& sv, const connection& conn) {
@@ -416,6 +455,18 @@ struct exchange {
   const http1::parser* req = nullptr;  // for the exchange record (HAR): heads and the kept body
   const http1::parser* res = nullptr;
   captures::http_tap* plain = nullptr;  // decrypted.pcapng
+  captures::leg_tap* plain_phone = nullptr;   // traffic.pcapng, plain HTTP only
+  captures::leg_tap* plain_origin = nullptr;
+
+  // Plain-HTTP bytes as observed on each leg (TLS legs are tapped below the SSL layer instead).
+  void observed(bool from_client, std::string_view phone_side, std::string_view origin_side) const {
+    if (plain_phone != nullptr) {
+      plain_phone->data(from_client, phone_side);
+    }
+    if (plain_origin != nullptr) {
+      plain_origin->data(from_client, origin_side);
+    }
+  }
 };
 
 void inspect_once(exchange& x) {
@@ -476,6 +527,7 @@ awaitable<response_end> relay_response(services& sv, exchange& x, Client& client
         if (x.plain != nullptr) {
           x.plain->response(raw);
         }
+        x.observed(false, raw, raw);
         if (co_await write_all(client, raw, t.idle)) {
           finish(sv, x, captures::typed_error{"client_closed", "the client closed before the response was relayed"}, false);
           co_return response_end::failed;
@@ -500,6 +552,7 @@ awaitable<response_end> relay_response(services& sv, exchange& x, Client& client
         if (x.plain != nullptr) {
           x.plain->response(std::string_view(ubuf).substr(0, r.consumed));
         }
+        x.observed(false, std::string_view(ubuf).substr(0, r.consumed), std::string_view(ubuf).substr(0, r.consumed));
         if (co_await write_all(client, std::string_view(ubuf).substr(0, r.consumed), t.idle)) {
           finish(sv, x, captures::typed_error{"client_closed", "the client closed in the middle of the response"}, false);
           co_return response_end::failed;
@@ -592,6 +645,8 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
   x.req = &req;
   x.res = &res;
   x.plain = conn.plain;
+  x.plain_phone = conn.plain_phone;
+  x.plain_origin = conn.plain_origin;
 
   // Request: head, then body bytes exactly as the client framed them.
   if (co_await write_all(upstream, head_out, t.idle)) {
@@ -602,6 +657,7 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
   if (x.plain != nullptr) {
     x.plain->request(head_out);
   }
+  x.observed(true, req.head().raw, head_out);  // the phone sent its own head (absolute-form, say)
   bool awaiting_continue = expects_continue(req.head());
   while (true) {
     const auto r = req.feed(cbuf);
@@ -615,6 +671,7 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
       if (x.plain != nullptr) {
         x.plain->request(std::string_view(cbuf).substr(0, r.consumed));
       }
+      x.observed(true, std::string_view(cbuf).substr(0, r.consumed), std::string_view(cbuf).substr(0, r.consumed));
       cbuf.erase(0, r.consumed);
     }
     if (r.error != http1::codec_error::none) {
@@ -743,6 +800,7 @@ awaitable<unsigned> serve_tunnel_http(services& sv, connection& conn, Client& cl
 awaitable<void> serve_plain_http(services& sv, connection& conn, beast::tcp_stream& client, std::string& cbuf,
                                  http1::parser& req) {
   http1::codec_limits limits{sv.cfg.limits.max_header_bytes, sv.cfg.limits.max_headers};
+  plain_capture capture;  // before `upstream`: the taps outlive nothing they point into
   std::optional<beast::tcp_stream> upstream;
   std::unique_ptr<http1::parser> res;
   std::string ubuf;
@@ -776,6 +834,7 @@ awaitable<void> serve_plain_http(services& sv, connection& conn, beast::tcp_stre
       current = key;
       conn.dest.ip = dialled.remote.address().to_string();
       res = std::make_unique<http1::parser>(http1::message_kind::response, limits);
+      capture.open(sv, conn, client.socket(), upstream->socket());
     } else {
       conn.dest.ip = upstream->socket().remote_endpoint().address().to_string();
     }
@@ -895,7 +954,10 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     // Plain HTTP through CONNECT (e.g. to port 80): inspect it the same way.
     conn.kind = "http";
     conn.dest.scheme = "http";
+    plain_capture capture;
+    capture.open(sv, conn, client.socket(), origin.socket());
     co_await serve_tunnel_http(sv, conn, client, cbuf, &origin, std::nullopt);
+    capture.reset(conn);
     co_return;
   }
 
