@@ -363,13 +363,15 @@ struct exchange_outcome {
 // Copies bytes both ways until either side closes or goes idle. Used for passthrough tunnels
 // and after 101 Switching Protocols.
 template <class A, class B>
-awaitable<std::pair<std::uint64_t, std::uint64_t>> relay_raw(services& sv, A& a, B& b) {
+awaitable<std::pair<std::uint64_t, std::uint64_t>> relay_raw(services& sv, A& a, B& b,
+                                                             const std::vector<captures::leg_tap*>& taps = {}) {
   auto executor = co_await net::this_coro::executor;
   std::uint64_t a_to_b = 0, b_to_a = 0;
   bool other_done = false;
   net::steady_timer done(executor, steady::time_point::max());
   const auto idle = sv.cfg.limits.timeouts.idle;
-  auto pump = [&idle](auto& from, auto& to, std::uint64_t& count) -> awaitable<void> {
+  // `a` is the client side: what it sends is "from client" on every tapped leg.
+  auto pump = [&idle, &taps](auto& from, auto& to, std::uint64_t& count, bool from_client) -> awaitable<void> {
     std::string buf;
     while (true) {
       buf.clear();
@@ -377,6 +379,9 @@ awaitable<std::pair<std::uint64_t, std::uint64_t>> relay_raw(services& sv, A& a,
         break;
       }
       count += buf.size();
+      for (auto* tap : taps) {
+        tap->data(from_client, buf);
+      }
       if (co_await write_all(to, buf, idle)) {
         break;
       }
@@ -388,12 +393,12 @@ awaitable<std::pair<std::uint64_t, std::uint64_t>> relay_raw(services& sv, A& a,
   net::co_spawn(
       executor,
       [&]() -> awaitable<void> {
-        co_await pump(b, a, b_to_a);
+        co_await pump(b, a, b_to_a, false);
         other_done = true;
         done.cancel();
       },
       net::detached);
-  co_await pump(a, b, a_to_b);
+  co_await pump(a, b, a_to_b, true);
   while (!other_done) {
     error_code ec;
     co_await done.async_wait(use_ec(ec));
@@ -888,12 +893,30 @@ awaitable<void> passthrough(services& sv, connection& conn, beast::tcp_stream& c
   flow.kind = "passthrough";
   flow.dest.scheme = "tls";
   flow.note = why;
+  // Passthrough bytes are TLS the phone and the server exchanged untouched: both legs carry
+  // the same bytes, and no secrets exist for them.
+  std::optional<captures::leg_tap> phone_leg, origin_leg;
+  std::vector<captures::leg_tap*> taps;
+  if (sv.cfg.capture.pcapng) {
+    error_code ignored;
+    const auto p = client.socket().remote_endpoint(ignored);
+    const auto local = upstream.socket().local_endpoint(ignored);
+    const auto o = upstream.socket().remote_endpoint(ignored);
+    phone_leg.emplace(sv.recorder, 0, p.address().to_string(), p.port(), o.address().to_string(), o.port());
+    origin_leg.emplace(sv.recorder, 1, local.address().to_string(), local.port(), o.address().to_string(), o.port());
+    phone_leg->release();
+    origin_leg->release();
+    taps = {&*phone_leg, &*origin_leg};
+    for (auto* tap : taps) {
+      tap->data(true, cbuf);
+    }
+  }
   if (co_await write_all(upstream, cbuf, sv.cfg.limits.timeouts.idle)) {
     flow.complete = false;
   }
   const auto sent_early = cbuf.size();
   cbuf.clear();
-  const auto [up, down] = co_await relay_raw(sv, client, upstream);
+  const auto [up, down] = co_await relay_raw(sv, client, upstream, taps);
   flow.bytes_up = up + sent_early;
   flow.bytes_down = down;
   flow.total_ms = ms_since(started);

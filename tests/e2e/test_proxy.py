@@ -412,6 +412,11 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertGreater(flows[0]["bytes_up"], 0)
         self.assertGreater(flows[0]["bytes_down"], 0)
         self.assertEqual(leaks, [], "a passthrough tunnel is not decrypted")
+        out = subprocess.run(["tshark", "-r", str(self.proxy.session / "traffic.pcapng"), "-Y", "tls.handshake.type == 1",
+                              "-T", "fields", "-e", "frame.interface_id", "-e", "tls.handshake.extensions_server_name"],
+                             capture_output=True, text=True, timeout=60).stdout
+        self.assertEqual(sorted(out.splitlines()), ["0\tbank.example.test", "1\tbank.example.test"],
+                         "the untouched TLS is in the capture, on both legs")
 
     def test_client_that_rejects_our_certificate_is_recorded_and_then_passed_through(self):
         self.start()
