@@ -286,7 +286,7 @@ void record_leaks(services& sv, const connection& conn, captures::flow_record& f
   std::string comment;
   for (std::size_t i = 0; i < result.findings.size(); ++i) {
     comment += (comment.empty() ? "" : "; ") + std::string("leak ") + std::to_string(first_id + i) + ": " +
-               result.findings[i].category + " -> " + (who.sdk ? who.sdk->sdk : who.domain) + " (" + who.party + " party)";
+               result.findings[i].category + " → " + (who.sdk ? who.sdk->sdk : who.domain) + " (" + who.party + " party)";
   }
   const std::uint64_t decrypted_frame = conn.plain != nullptr ? conn.plain->end_request(comment) : 0;
   const std::uint64_t traffic_frame = conn.phone_leg != nullptr ? conn.phone_leg->last_client_frame() : 0;

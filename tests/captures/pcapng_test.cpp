@@ -106,11 +106,11 @@ TEST_CASE("a synthetic TCP stream reads as HTTP in tshark, with the packet comme
   const std::string request = "POST /app_logs?imei=1 HTTP/1.1\r\nHost: alog.umeng.com\r\nContent-Length: 2000\r\n\r\n" +
                               std::string(2000, 'x');  // longer than one MSS: two segments
   const auto file = capture(conn, {{true, request}, {false, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}}, {},
-                            "leak 1: imei -> Umeng (third party)");
+                            "leak 1: imei → Umeng (third party)");
   temp_file f;
   std::ofstream(f.path, std::ios::binary) << file;
   CHECK(tshark(f.path, "-Y http.request -T fields -e http.host -e http.request.uri -e frame.comment") ==
-        "alog.umeng.com\t/app_logs?imei=1\tleak 1: imei -> Umeng (third party)\n");
+        "alog.umeng.com\t/app_logs?imei=1\tleak 1: imei → Umeng (third party)\n");
   CHECK(tshark(f.path, "-Y http.response -T fields -e http.response.code") == "200\n");
   CHECK(tshark(f.path, "-Y tcp.analysis.flags -T fields -e frame.number").empty());  // no retransmissions or gaps
   CHECK(tshark(f.path, "-o tcp.check_checksum:TRUE -o ip.check_checksum:TRUE -Y \"tcp.checksum.status == 0 || ip.checksum.status == 0\" -T fields -e frame.number").empty());

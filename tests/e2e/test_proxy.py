@@ -360,7 +360,7 @@ class ProxyEndToEnd(OriginTestCase):
         (leak,) = [l for l in self.proxy.leaks() if l["request"]["path"] == "/echo/pcap"]
         frame = leak["frames"]["decrypted"]
         self.assertEqual(fields(decrypted, f"frame.number == {frame}", "http.request.uri", "frame.comment"),
-                         [["/echo/pcap", f"leak {leak['id']}: imei -> Umeng (third party)"]])
+                         [["/echo/pcap", f"leak {leak['id']}: imei → Umeng (third party)"]])
         self.assertEqual(fields(pcap, f"frame.number == {leak['frames']['traffic']}", "frame.interface_id", "http.request.uri"),
                          [["0", "/echo/pcap"]])
 
