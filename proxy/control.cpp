@@ -1,5 +1,6 @@
 #include "proxy/control.hpp"
 
+#include "proxy/ca_page.hpp"
 #include "proxy/http1_codec.hpp"
 
 #include <boost/asio/redirect_error.hpp>
@@ -39,6 +40,13 @@ json mark_json(const captures::mark_record& m) { return json::parse(captures::to
 
 std::string handle(control_context& ctx, const http1::parser& req) {
   const auto& head = req.head();
+  // The CA page needs no token: the certificate is public, and the phone has none.
+  if (head.method == "GET" && head.target.rfind("/ca", 0) == 0) {
+    const auto path = head.target.substr(3);
+    if (const auto page = ca_page(ctx.ca, path.empty() ? "/" : path, "/ca/")) {
+      return http_response(*page);
+    }
+  }
   std::string auth(head.header("authorization"));
   const std::string bearer = "Bearer ";
   const std::string given = auth.rfind(bearer, 0) == 0 ? auth.substr(bearer.size()) : std::string(head.header("x-leakscope-token"));
@@ -84,8 +92,10 @@ net::awaitable<void> serve_control(control_context& ctx, net::ip::tcp::socket so
   req.set_body_cap(max_control_body);
   std::string buf;
   std::string out;
+  bool after_head = false;  // a message without a body completes on the feed after its head
   while (true) {
-    if (!buf.empty()) {
+    if (!buf.empty() || after_head) {
+      after_head = false;
       const auto r = req.feed(buf);
       buf.erase(0, r.consumed);
       if (r.error != http1::codec_error::none) {
@@ -96,7 +106,11 @@ net::awaitable<void> serve_control(control_context& ctx, net::ip::tcp::socket so
         out = req.body_truncated() ? reply(413, "Payload Too Large", {{"error", "body over 64 KiB"}}) : handle(ctx, req);
         break;
       }
-      if (r.head_complete || r.consumed > 0) {
+      if (r.head_complete) {
+        after_head = true;
+        continue;
+      }
+      if (r.consumed > 0) {
         continue;
       }
     }

@@ -5,6 +5,7 @@
 //   GET  /marks   the marks so far
 
 #include "captures/timeline.hpp"
+#include "certs/ca.hpp"
 #include "config/config.hpp"
 
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
@@ -18,6 +19,7 @@ namespace leakscope::proxy {
 
 struct control_context {
   const config::config& cfg;
+  const certs::certificate_authority& ca;
   captures::timeline& timeline;
   std::string token;
 };

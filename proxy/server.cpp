@@ -113,8 +113,8 @@ server::server(const config::config& cfg, const certs::certificate_authority& ca
       acceptor_(io_),
       control_acceptor_(io_) {
   services_ = std::unique_ptr<services>(
-      new services{cfg, leaves_, detector, attribution, recorder, timeline, client_facing_, upstream_tls_});
-  control_ = std::make_unique<control_context>(control_context{cfg, timeline, std::move(control_token)});
+      new services{cfg, ca, leaves_, detector, attribution, recorder, timeline, client_facing_, upstream_tls_});
+  control_ = std::make_unique<control_context>(control_context{cfg, ca, timeline, std::move(control_token)});
   // Both legs' secrets go to keys.log: the phone side to read the capture as the phone saw it,
   // the origin side to check what reached the server.
   key_sink_ = [&recorder](const char* line) { recorder.write_key(line); };

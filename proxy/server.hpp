@@ -38,6 +38,7 @@ class rejected_hosts {
 // Everything a session needs, shared by all of them. Each member is thread-safe or immutable.
 struct services {
   const config::config& cfg;
+  const certs::certificate_authority& ca;
   certs::leaf_cache& leaves;
   const detectors::engine& detector;
   const detectors::attributor& attribution;

@@ -3,6 +3,7 @@
 #include "captures/leak_builder.hpp"
 #include "captures/tap.hpp"
 #include "detectors/attribution.hpp"
+#include "proxy/ca_page.hpp"
 #include "proxy/client_hello.hpp"
 #include "proxy/http1_codec.hpp"
 #include "proxy/upstream.hpp"
@@ -438,10 +439,6 @@ awaitable<int> first_readable(tcp::socket& a, tcp::socket& b, std::chrono::milli
   co_return winner;
 }
 
-// RFC 9110 §10.1.1: a client that sent `Expect: 100-continue` may wait for the interim answer
-// but not forever; curl waits 1 s. The proxy waits as long for the origin to speak first.
-constexpr std::chrono::milliseconds expect_wait{1000};
-
 bool expects_continue(const http1::message_head& head) {
   return lower(std::string(head.header("expect"))) == "100-continue";
 }
@@ -693,8 +690,11 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
       awaiting_continue = false;
       // The client may hold its body until it hears 100 Continue: let whoever speaks first lead.
       x.sent = steady::now();
+      // RFC 9110 §10.1.1: the client may wait for 100 Continue, or send its body after a while
+      // (curl waits 1 s). Either side may speak first, however late: watch both for as long as
+      // the connection may idle, so neither waits for the other.
       const int first = co_await first_readable(beast::get_lowest_layer(client).socket(),
-                                                beast::get_lowest_layer(upstream).socket(), expect_wait);
+                                                beast::get_lowest_layer(upstream).socket(), t.idle);
       if (first == 1) {
         const auto end = co_await relay_response(sv, x, client, upstream, ubuf, res, false, true);
         if (end != response_end::interim) {
@@ -821,6 +821,13 @@ awaitable<void> serve_plain_http(services& sv, connection& conn, beast::tcp_stre
       co_await refuse_request(sv, conn, client, req, 400,
                               {"client_bad_request", "a proxy request needs an absolute http:// URL or CONNECT"},
                               req.head().target);
+      co_return;
+    }
+    if (url->host == "leakscope") {
+      // http://leakscope/ is the CA install page, answered by the proxy itself.
+      const auto page = ca_page(sv.ca, url->origin_form.substr(0, url->origin_form.find('?')), "/");
+      const auto reply = http_response(page ? *page : ca_response{404, "text/plain", "not found\n", ""});
+      co_await write_all(client, reply, sv.cfg.limits.timeouts.idle);
       co_return;
     }
     conn.dest = {url->host, "", url->port, "http"};
