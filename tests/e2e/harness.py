@@ -250,3 +250,19 @@ class OriginTestCase(unittest.TestCase):
         proxy = self.proxy
         self.addCleanup(lambda: (proxy.stop(), shutil.rmtree(proxy.root, ignore_errors=True)))
         return proxy
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-quic"]
+
+
+def chromium(url, profile: Path, screenshot: Path, window="1280,1400"):
+    """Renders `url` in headless Chromium: returns (DOM text, screenshot result), each a CompletedProcess."""
+    dom = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120)
+    shot = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={screenshot}",
+                           f"--window-size={window}", url], capture_output=True, text=True, timeout=120)
+    keep = os.environ.get("LEAKSCOPE_KEEP_SCREENSHOTS")
+    if keep and screenshot.exists():
+        shutil.copy(screenshot, Path(keep) / screenshot.name)
+    return dom, shot

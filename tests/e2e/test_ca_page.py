@@ -1,10 +1,8 @@
 """The CA install page: http://leakscope/ through the proxy, /ca on the control endpoint."""
 
-import shutil
 import subprocess
 
-from harness import OriginTestCase, curl
-from test_report import CHROMIUM_FLAGS
+from harness import OriginTestCase, chromium, curl
 
 
 class CaPage(OriginTestCase):
@@ -36,22 +34,14 @@ class CaPage(OriginTestCase):
         base = f"http://127.0.0.1:{proxy.control_port}/ca"
         _, pem, _ = curl(base + "/ca.pem")
         self.assertEqual(pem, proxy.ca_pem.read_bytes(), "no token needed for the public certificate")
-        profile = proxy.root / "chromium-profile"
-        dom = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", base],
-                             capture_output=True, text=True, timeout=120)
+        png = proxy.root / "ca-page.png"
+        dom, shot = chromium(base, proxy.root / "chromium-profile", png, window="412,915")  # a phone's width
         self.assertEqual(dom.returncode, 0, dom.stderr[-2000:])
         self.assertIn("Install the leakscope CA", dom.stdout)
         self.assertEqual(dom.stdout.count('class="button"'), 3)
         self.assertIn('href="/ca/ca.crt"', dom.stdout)
-        png = proxy.root / "ca-page.png"
-        shot = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={png}",
-                               "--window-size=412,915", base], capture_output=True, text=True, timeout=120)
         self.assertEqual(shot.returncode, 0, shot.stderr[-2000:])
         self.assertGreater(png.stat().st_size, 10_000)
-        keep = __import__("os").environ.get("LEAKSCOPE_KEEP_CA_PNG")
-        if keep:
-            shutil.copy(png, keep)
-
 
 if __name__ == "__main__":
     import unittest

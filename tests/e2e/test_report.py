@@ -5,12 +5,10 @@ import shutil
 import subprocess
 import unittest
 
-from harness import LEAKSCOPE, temp_root
+from harness import LEAKSCOPE, chromium, temp_root
 from test_scan import entry, har
 
 IMEI = "865432101234564"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-quic"]
 
 
 class Report(unittest.TestCase):
@@ -82,22 +80,14 @@ class Report(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         html = self.session / "report.html"
         self.assertTrue(html.exists())
-        profile = self.root / "chromium-profile"
-        dom = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", html.as_uri()],
-                             capture_output=True, text=True, timeout=120)
+        png = self.session / "report.png"
+        dom, shot = chromium(html.as_uri(), self.root / "chromium-profile", png)
         self.assertEqual(dom.returncode, 0, dom.stderr[-2000:])
         self.assertIn("<svg", dom.stdout)
         self.assertEqual(dom.stdout.count("<circle"), 7, "one dot per leak")
         self.assertIn("R1 Collected before consent", dom.stdout)
-        png = self.session / "report.png"
-        shot = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={png}",
-                               "--window-size=1280,1400", html.as_uri()], capture_output=True, text=True, timeout=120)
         self.assertEqual(shot.returncode, 0, shot.stderr[-2000:])
         self.assertGreater(png.stat().st_size, 20_000)
-        keep = __import__("os").environ.get("LEAKSCOPE_KEEP_REPORT_PNG")
-        if keep:
-            shutil.copy(png, keep)
-
 
 if __name__ == "__main__":
     unittest.main()
