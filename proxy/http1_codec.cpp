@@ -88,6 +88,7 @@ int parser::on_header_value_complete(llhttp_t* p) {
 
 int parser::on_headers_complete(llhttp_t* p) {
   auto& s = self(p);
+
   s.head_.version_major = p->http_major;
   s.head_.version_minor = p->http_minor;
   if (s.kind_ == message_kind::request) {
@@ -174,10 +175,18 @@ feed_result parser::feed(std::string_view data) {
       head_.raw.size() >= limits_.max_header_bytes) {
     error_ = codec_error::header_too_large;
   }
+  // llhttp accepts obs-fold even in strict mode, joining the lines; a header that two parsers
+  // read differently is how requests get smuggled, so the fold is refused (RFC 9112 §5.2).
+  if (head_event_ && error_ == codec_error::none &&
+      (head_.raw.find("\r\n ") != std::string::npos || head_.raw.find("\r\n\t") != std::string::npos)) {
+    error_ = codec_error::obs_fold;
+    head_event_ = false;
+    complete_event_ = false;
+  }
   r.consumed = consumed;
   r.head_complete = head_event_;
   r.message_complete = complete_event_;
-  r.upgrade = upgrade_now;
+  r.upgrade = upgrade_now && error_ == codec_error::none;
   r.error = error_;
   return r;
 }
@@ -217,6 +226,8 @@ std::string parser::error_name() const {
       return "too_many_headers";
     case codec_error::truncated:
       return "truncated";
+    case codec_error::obs_fold:
+      return "obs_fold";
   }
   return "";
 }
@@ -233,6 +244,8 @@ std::string parser::error_reason() const {
       return "more header fields than limits.max_headers";
     case codec_error::truncated:
       return "connection closed in the middle of a message";
+    case codec_error::obs_fold:
+      return "a header value continued on the next line (obs-fold), refused as RFC 9112 §5.2 allows";
     case codec_error::none:
       break;
   }

@@ -49,6 +49,7 @@ enum class codec_error {
   header_too_large,  // head over limits.max_header_bytes (answer 431)
   too_many_headers,  // over limits.max_headers (answer 431)
   truncated,         // the peer closed in the middle of a message
+  obs_fold,          // a header line continued on the next (RFC 9112 §5.2): 400 for requests, 502 for responses
 };
 
 struct codec_limits {

@@ -365,6 +365,17 @@ class ProxyEndToEnd(OriginTestCase):
                          [["0", "/echo/pcap"]])
 
     # --- refusals and typed errors ----------------------------------------------------------
+    def test_obs_fold_is_refused_not_relayed(self):
+        self.start()
+        target = f"http://api.example.test:{self.origin.http_port}/index.html"
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as s:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: api.example.test\r\nX-Id: 1\r\n 2\r\n\r\n".encode())
+            reply = s.recv(4096)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 400 "), reply)
+        flows, _ = self.stop_and_check()
+        self.assertEqual(flows[0]["error"]["type"], "client_bad_request")
+        self.assertIn("obs_fold", flows[0]["error"]["detail"])
+
     def test_a_head_that_trickles_in_past_the_headers_timeout_is_cut_off(self):
         self.start("limits: {timeouts: {headers: 300ms}}")
         with socket.create_connection(("127.0.0.1", self.proxy.port)) as s:
