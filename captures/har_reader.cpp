@@ -1,5 +1,7 @@
 #include "captures/har_reader.hpp"
 
+#include "captures/base64.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cctype>
@@ -42,37 +44,6 @@ std::optional<std::chrono::system_clock::time_point> parse_iso8601(const std::st
 }
 
 namespace {
-
-std::optional<std::string> base64(const std::string& text) {
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (const char c : text) {
-    int v;
-    if (c >= 'A' && c <= 'Z') {
-      v = c - 'A';
-    } else if (c >= 'a' && c <= 'z') {
-      v = c - 'a' + 26;
-    } else if (c >= '0' && c <= '9') {
-      v = c - '0' + 52;
-    } else if (c == '+' || c == '-') {
-      v = 62;
-    } else if (c == '/' || c == '_') {
-      v = 63;
-    } else if (c == '=' || std::isspace(static_cast<unsigned char>(c))) {
-      continue;
-    } else {
-      return std::nullopt;
-    }
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  return out;
-}
 
 std::string str(const json& j, const char* key) {
   const auto it = j.find(key);
@@ -184,7 +155,7 @@ std::vector<har_request> read_har(const std::string& text, std::vector<std::stri
       r.body = str(pd, "text");
       const std::string encoding = str(pd, "encoding").empty() ? str(pd, "_encoding") : str(pd, "encoding");
       if (encoding == "base64") {
-        if (auto decoded = base64(r.body)) {
+        if (auto decoded = base64_decode(r.body)) {
           r.body = std::move(*decoded);
         } else {
           skip("postData.text is marked base64 but is not; scanned as text");

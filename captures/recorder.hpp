@@ -26,6 +26,8 @@ std::filesystem::path create_session_dir(const std::filesystem::path& base, wall
 
 // SHA-256 as lower-case hex.
 std::string sha256_hex(std::string_view data);
+// Bytes as lower-case hex.
+std::string to_hex(const unsigned char* bytes, std::size_t n);
 inline const std::string chain_start(64, '0');
 
 struct session_summary {

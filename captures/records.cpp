@@ -1,5 +1,7 @@
 #include "captures/records.hpp"
 
+#include "captures/base64.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -113,26 +115,7 @@ json body_json(const std::string& body) {
   if (utf8) {
     return {{"text", body}};
   }
-  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string b64;
-  std::size_t i = 0;
-  for (; i + 2 < body.size(); i += 3) {
-    const std::uint32_t n = (static_cast<std::uint8_t>(body[i]) << 16) | (static_cast<std::uint8_t>(body[i + 1]) << 8) |
-                            static_cast<std::uint8_t>(body[i + 2]);
-    for (int shift = 18; shift >= 0; shift -= 6) {
-      b64 += alphabet[(n >> shift) & 63];
-    }
-  }
-  if (i < body.size()) {
-    std::uint32_t n = static_cast<std::uint8_t>(body[i]) << 16;
-    if (i + 1 < body.size()) {
-      n |= static_cast<std::uint8_t>(body[i + 1]) << 8;
-    }
-    b64 += alphabet[(n >> 18) & 63];
-    b64 += alphabet[(n >> 12) & 63];
-    b64 += i + 1 < body.size() ? alphabet[(n >> 6) & 63] : '=';
-    b64 += '=';
-  }
+  const std::string b64 = base64_encode(body);
   return {{"text", b64}, {"encoding", "base64"}};
 }
 

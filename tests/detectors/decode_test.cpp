@@ -7,8 +7,7 @@
 
 using namespace leakscope::detectors;
 
-namespace {
-
+// Shared with the other detector tests.
 std::string deflate_with(const std::string& text, int window_bits) {
   z_stream z{};
   deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, window_bits, 9, Z_DEFAULT_STRATEGY);
@@ -22,6 +21,8 @@ std::string deflate_with(const std::string& text, int window_bits) {
   deflateEnd(&z);
   return out;
 }
+
+namespace {
 
 std::string gzip(const std::string& t) { return deflate_with(t, 15 + 16); }
 std::string zlib(const std::string& t) { return deflate_with(t, 15); }

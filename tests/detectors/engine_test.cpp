@@ -8,6 +8,9 @@
 using namespace leakscope;
 using namespace leakscope::detectors;
 
+// gzip, zlib (15) or raw deflate (-15), from tests/detectors/decode_test.cpp.
+std::string deflate_with(const std::string& text, int window_bits);
+
 namespace {
 
 const char* const profile_imei = "865432101234564";
@@ -19,19 +22,7 @@ config::device_profile profile() {
   return p;
 }
 
-std::string gzip(const std::string& text, int window_bits = 15 + 16) {
-  z_stream z{};
-  deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, window_bits, 9, Z_DEFAULT_STRATEGY);
-  std::string out(deflateBound(&z, text.size()) + 64, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
-  z.avail_in = static_cast<uInt>(text.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  deflate(&z, Z_FINISH);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
+std::string gzip(const std::string& text, int window_bits = 15 + 16) { return deflate_with(text, window_bits); }
 
 http_request post(std::string body, std::vector<header> headers = {}) {
   http_request r;
