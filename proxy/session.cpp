@@ -721,6 +721,8 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
 }
 
 // Answers a request the proxy cannot forward, after reading its head, and records it.
+// Callers pass named values, never braced temporaries: GCC 12 destroys temporaries of a
+// co_await full-expression twice (a double free; fixed in GCC 13).
 template <class Client>
 awaitable<void> refuse_request(services& sv, connection& conn, Client& client, const http1::parser& req,
                                int status, const captures::typed_error& error, const std::string& target) {
@@ -744,7 +746,8 @@ awaitable<void> refuse_bad_head(services& sv, connection& conn, Client& client, 
                          req.error() == http1::codec_error::too_many_headers;
   const captures::typed_error error{too_large ? "request_header_too_large" : "client_bad_request",
                                     req.error_name() + ": " + req.error_reason()};
-  co_await refuse_request(sv, conn, client, req, too_large ? 431 : 400, error, "");
+  const std::string no_target;
+  co_await refuse_request(sv, conn, client, req, too_large ? 431 : 400, error, no_target);
 }
 
 // Reads the next request head. A malformed one is answered (400, 431) and recorded here, a
@@ -783,8 +786,8 @@ awaitable<unsigned> serve_tunnel_http(services& sv, connection& conn, Client& cl
     const auto& target = req.head().target;
     if (target.empty() || target.front() != '/') {
       if (target != "*") {
-        co_await refuse_request(sv, conn, client, req, 400,
-                                {"client_bad_request", "request target inside a tunnel must be origin-form"}, target);
+        const captures::typed_error error{"client_bad_request", "request target inside a tunnel must be origin-form"};
+        co_await refuse_request(sv, conn, client, req, 400, error, target);
         co_return served;
       }
     }
@@ -818,9 +821,8 @@ awaitable<void> serve_plain_http(services& sv, connection& conn, beast::tcp_stre
     first = false;
     const auto url = parse_absolute(req.head().target);
     if (!url) {
-      co_await refuse_request(sv, conn, client, req, 400,
-                              {"client_bad_request", "a proxy request needs an absolute http:// URL or CONNECT"},
-                              req.head().target);
+      const captures::typed_error error{"client_bad_request", "a proxy request needs an absolute http:// URL or CONNECT"};
+      co_await refuse_request(sv, conn, client, req, 400, error, req.head().target);
       co_return;
     }
     if (url->host == "leakscope") {
@@ -850,8 +852,9 @@ awaitable<void> serve_plain_http(services& sv, connection& conn, beast::tcp_stre
     } else {
       conn.dest.ip = upstream->socket().remote_endpoint().address().to_string();
     }
-    const auto outcome = co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, *res,
-                                                 origin_form_head(req.head(), url->origin_form), url->origin_form);
+    const std::string head_out = origin_form_head(req.head(), url->origin_form);
+    const auto outcome =
+        co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, *res, head_out, url->origin_form);
     if (!outcome.reuse) {
       co_return;
     }
@@ -998,13 +1001,14 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   const std::string name = conn.sni.empty() ? conn.dest.host : conn.sni;
   for (const auto& pattern : sv.cfg.tls.passthrough) {
     if (matches_pattern(name, pattern) || matches_pattern(conn.dest.host, pattern)) {
-      co_await passthrough(sv, conn, client, cbuf, origin, started, "tls.passthrough: " + pattern);
+      const std::string why = "tls.passthrough: " + pattern;
+      co_await passthrough(sv, conn, client, cbuf, origin, started, why);
       co_return;
     }
   }
   if (sv.cfg.tls.auto_passthrough && sv.rejected.contains(name)) {
-    co_await passthrough(sv, conn, client, cbuf, origin, started,
-                         "tls.auto_passthrough: the client rejected our certificate earlier");
+    const std::string why = "tls.auto_passthrough: the client rejected our certificate earlier";
+    co_await passthrough(sv, conn, client, cbuf, origin, started, why);
     co_return;
   }
 
@@ -1153,9 +1157,8 @@ awaitable<void> serve_client(services& sv, tcp::socket socket) {
   if (req.head().method == "CONNECT") {
     const auto authority = parse_authority(req.head().target, 0);
     if (!authority || authority->second == 0) {
-      co_await refuse_request(sv, conn, client, req, 400,
-                              {"client_bad_request", "CONNECT needs host:port (got \"" + req.head().target + "\")"},
-                              req.head().target);
+      const captures::typed_error error{"client_bad_request", "CONNECT needs host:port (got \"" + req.head().target + "\")"};
+      co_await refuse_request(sv, conn, client, req, 400, error, req.head().target);
       co_return;
     }
     conn.dest = {authority->first, "", authority->second, "https"};

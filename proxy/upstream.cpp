@@ -74,7 +74,8 @@ net::awaitable<dial_result> dial(services& sv, const std::string& host, std::uin
   } else {
     tcp::resolver resolver(executor);
     boost::system::error_code ec;
-    const auto results = co_await resolver.async_resolve(host, std::to_string(port), net::redirect_error(net::use_awaitable, ec));
+    const std::string service = std::to_string(port);  // named: see refuse_request on GCC 12
+    const auto results = co_await resolver.async_resolve(host, service, net::redirect_error(net::use_awaitable, ec));
     if (ec || results.empty()) {
       out.failure = failure(502, "dns_failed", "cannot resolve " + host + (ec ? " (" + ec.message() + ")" : ""));
       co_return out;

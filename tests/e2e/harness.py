@@ -149,7 +149,8 @@ http {{
 class Proxy:
     """leakscope run on a free port with a per-test CA, session folder and config."""
 
-    def __init__(self, root: Path, origin: Origin, extra_config: str = "", device=None, stdin=None):
+    def __init__(self, root: Path, origin: Origin, extra_config: str = "", device=None, stdin=None,
+                 upstream_extra: str = ""):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         device = device or {"imei": ["865432101234564"], "phone_number": ["13812345678"]}
@@ -164,6 +165,7 @@ upstream:
   extra_ca: [{origin.ca_pem}]
   resolve: {{{resolve}}}
   allow_private: true
+  {upstream_extra}
 device: {json.dumps(device)}
 {extra_config}
 """)
