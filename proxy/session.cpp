@@ -407,38 +407,6 @@ awaitable<std::pair<std::uint64_t, std::uint64_t>> relay_raw(services& sv, A& a,
   co_return std::make_pair(a_to_b, b_to_a);
 }
 
-// Waits until `a` or `b` has bytes to read, or `limit` passes: 0 for a, 1 for b, -1 for
-// neither. Both waiters run on this connection's strand.
-awaitable<int> first_readable(tcp::socket& a, tcp::socket& b, std::chrono::milliseconds limit) {
-  auto executor = co_await net::this_coro::executor;
-  int winner = -1;
-  int finished = 0;
-  net::steady_timer wake(executor, steady::now() + limit);
-  auto watch = [&](tcp::socket& s, int id) -> awaitable<void> {
-    error_code ec;
-    co_await s.async_wait(tcp::socket::wait_read, use_ec(ec));
-    if (!ec && winner < 0) {
-      winner = id;
-    }
-    ++finished;
-    wake.cancel();
-  };
-  net::co_spawn(executor, watch(a, 0), net::detached);
-  net::co_spawn(executor, watch(b, 1), net::detached);
-  bool cancelled = false;
-  while (finished < 2) {
-    if (!cancelled && (winner >= 0 || steady::now() >= wake.expiry())) {
-      error_code ignored;
-      a.cancel(ignored);
-      b.cancel(ignored);
-      cancelled = true;
-    }
-    error_code ec;
-    co_await wake.async_wait(use_ec(ec));
-  }
-  co_return winner;
-}
-
 bool expects_continue(const http1::message_head& head) {
   return lower(std::string(head.header("expect"))) == "100-continue";
 }
@@ -688,23 +656,73 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
     }
     if (awaiting_continue) {
       awaiting_continue = false;
-      // The client may hold its body until it hears 100 Continue: let whoever speaks first lead.
       x.sent = steady::now();
-      // RFC 9110 §10.1.1: the client may wait for 100 Continue, or send its body after a while
-      // (curl waits 1 s). Either side may speak first, however late: watch both for as long as
-      // the connection may idle, so neither waits for the other.
-      const int first = co_await first_readable(beast::get_lowest_layer(client).socket(),
-                                                beast::get_lowest_layer(upstream).socket(), t.idle);
-      if (first == 1) {
-        const auto end = co_await relay_response(sv, x, client, upstream, ubuf, res, false, true);
-        if (end != response_end::interim) {
-          // A final answer before the body (e.g. 417, 401): the client decides whether to send
-          // it, so this connection's framing is no longer known: close after it.
-          x.outcome.reuse = false;
-          co_return x.outcome;
-        }
-        continue;
+      // RFC 9110 §10.1.1: the client may hold its body until it hears 100 Continue, or send it
+      // after a while (curl waits 1 s). Neither side may be made to wait for the other: the
+      // client is read in the background (a read and a write may be outstanding at once) while
+      // whatever the origin says first is relayed.
+      auto executor = co_await net::this_coro::executor;
+      net::steady_timer signal(executor, steady::time_point::max());
+      std::string incoming;
+      error_code client_ec;
+      bool client_done = false;
+      bool origin_ready = false;
+      bool origin_watch_done = false;
+      net::co_spawn(
+          executor,
+          [&]() -> awaitable<void> {
+            client_ec = co_await read_more(client, incoming, t.idle);
+            client_done = true;
+            signal.cancel();
+          },
+          net::detached);
+      auto& origin_socket = beast::get_lowest_layer(upstream).socket();
+      net::co_spawn(
+          executor,
+          [&]() -> awaitable<void> {
+            error_code ec;
+            co_await origin_socket.async_wait(tcp::socket::wait_read, use_ec(ec));
+            origin_ready = !ec;
+            origin_watch_done = true;
+            signal.cancel();
+          },
+          net::detached);
+      while (!client_done && !origin_ready && !origin_watch_done) {
+        error_code ignored;
+        co_await signal.async_wait(use_ec(ignored));
       }
+      bool final_answer = false;
+      if (!client_done && origin_ready) {
+        const auto end = co_await relay_response(sv, x, client, upstream, ubuf, res, false, true);
+        final_answer = end != response_end::interim;
+        if (final_answer) {
+          // A final answer before the body (e.g. 417, 401): the client decides whether to send it,
+          // so this connection's framing is no longer known: stop reading it and close after.
+          beast::get_lowest_layer(client).socket().cancel();
+        }
+      }
+      if (!origin_watch_done) {
+        error_code ignored;
+        origin_socket.cancel(ignored);  // only the readiness wait is outstanding on it
+      }
+      while (!client_done || !origin_watch_done) {
+        error_code ignored;
+        signal.expires_at(steady::time_point::max());
+        co_await signal.async_wait(use_ec(ignored));
+      }
+      if (final_answer) {
+        x.outcome.reuse = false;
+        co_return x.outcome;
+      }
+      if (client_ec) {
+        finish(sv, x,
+               captures::typed_error{client_ec == beast::error::timeout ? "client_timeout" : "client_closed",
+                                     "the client stopped before sending the request body"},
+               false);
+        co_return x.outcome;
+      }
+      cbuf += incoming;
+      continue;
     }
     if (const auto ec = co_await read_more(client, cbuf, t.idle)) {
       finish(sv, x,
