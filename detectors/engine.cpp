@@ -270,9 +270,6 @@ struct engine::scan {
 
   // Known values found in `hits` at `where`.
   void known(const known_hits& hits, const std::string& where, const chain_t& chain) {
-    if (hits.error) {
-      out.incomplete.push_back("scan_incomplete");
-    }
     for (const auto* f : hits.forms) {
       const auto& value = e.known_.value(f->value);
       const chain_t encoding = plus(chain, {});
@@ -486,7 +483,7 @@ struct engine::scan {
     }
     const std::size_t before = out.findings.size();
     const std::string prefix = where + (where.empty() ? "" : (depth == 0 && where == "body" ? "." : "/")) + format_name(f) + ":";
-    const bool known_here = !hits.forms.empty() || hits.error;
+    const bool known_here = !hits.forms.empty();
     walk(*root, f, prefix, root_path(f), plus(chain, {format_name(f)}), depth, known_here);
     // Profile values the leaves did not account for (in keys, across fields, in raw bytes) are
     // still reported, at the level of the whole buffer.
@@ -498,7 +495,6 @@ struct engine::scan {
         }
       }
       known_hits rest;
-      rest.error = hits.error;
       for (const auto* form : hits.forms) {
         const bool special = form->kind == kind_contact || form->kind == kind_sms_tag || form->kind == kind_sms_code ||
                              form->kind == "installed_apps";

@@ -349,20 +349,12 @@ known_matcher::known_matcher(const config::device_profile& p) {
   }
   forms_ = std::move(unique);
 
-  re2::RE2::Options options;
-  options.set_literal(true);
-  options.set_max_mem(256 << 20);
-  options.set_encoding(re2::RE2::Options::EncodingLatin1);  // bytes, so binary bodies match too
-  set_ = std::make_unique<re2::RE2::Set>(options, re2::RE2::UNANCHORED);
+  std::vector<std::string> texts;
+  texts.reserve(forms_.size());
   for (const auto& f : forms_) {
-    std::string error;
-    if (set_->Add(f.text, &error) < 0) {
-      throw std::runtime_error("device profile: cannot compile a form of a " + f.kind + " value: " + error);
-    }
+    texts.push_back(f.text);
   }
-  if (!forms_.empty() && !set_->Compile()) {
-    throw std::runtime_error("device profile: too many values to compile into one matcher (RE2 out of memory)");
-  }
+  literals_ = literal_set(texts);
 }
 
 known_hits known_matcher::match(std::string_view buffer) const {
@@ -370,16 +362,10 @@ known_hits known_matcher::match(std::string_view buffer) const {
   if (forms_.empty() || buffer.empty()) {
     return hits;
   }
-  std::vector<int> ids;
-  re2::RE2::Set::ErrorInfo info{};
-  if (!set_->Match(re2::StringPiece(buffer.data(), buffer.size()), &ids, &info) &&
-      info.kind != re2::RE2::Set::kNoError) {
-    hits.error = true;
-    return hits;
-  }
-  std::sort(ids.begin(), ids.end());
-  for (const int id : ids) {
-    hits.forms.push_back(&forms_[static_cast<std::size_t>(id)]);
+  std::vector<std::uint32_t> ids;
+  literals_.find_all(buffer, ids);
+  for (const auto id : ids) {
+    hits.forms.push_back(&forms_[id]);
   }
   return hits;
 }

@@ -1,12 +1,11 @@
 #pragma once
 // Known values: the test phone's real identifiers from the device profile, expanded into every
-// form SDKs send them in and matched in one pass per buffer with an RE2::Set of literals.
+// form SDKs send them in and matched in one pass per buffer (detectors/literals.hpp).
 
 #include "config/config.hpp"
 
-#include <re2/set.h>
+#include "detectors/literals.hpp"
 
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,8 +25,7 @@ struct known_form {
 };
 
 struct known_hits {
-  std::vector<const known_form*> forms;
-  bool error = false;  // RE2 ran out of memory: the buffer was not scanned
+  std::vector<const known_form*> forms;  // in the order of known_matcher::forms()
 };
 
 class known_matcher {
@@ -51,7 +49,7 @@ class known_matcher {
   std::vector<std::string> values_;
   std::vector<std::size_t> sms_index_;
   std::vector<known_form> forms_;
-  std::unique_ptr<re2::RE2::Set> set_;
+  literal_set literals_;
   std::optional<config::location_fix> location_;
 };
 

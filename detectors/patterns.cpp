@@ -5,6 +5,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
@@ -212,9 +213,33 @@ void check_token(std::string_view key, std::string_view token, std::vector<patte
   }
 }
 
-bool token_char(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '@' || c == '.' ||
-         c == '_' || c == '-' || c == ':' || c == '+';
+// Identifier characters, as a table: free text and binary bodies are tokenised byte by byte.
+constexpr auto token_chars = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    t[static_cast<std::size_t>(c)] = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                     c == '@' || c == '.' || c == '_' || c == '-' || c == ':' || c == '+';
+  }
+  return t;
+}();
+
+bool token_char(char c) { return token_chars[static_cast<unsigned char>(c)]; }
+
+// Whether check_token() could report a token, decided before its context key is built: every
+// category needs a digit, '@', ':' or '-', except letters-only hex of an identifier's length.
+bool worth_checking(std::string_view token) {
+  if (token.size() < 6) {
+    return false;
+  }
+  bool hex = true;
+  for (const char c : token) {
+    if ((c >= '0' && c <= '9') || c == '@' || c == ':' || c == '-') {
+      return true;
+    }
+    hex = hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'));
+  }
+  const auto n = token.size();
+  return hex && (n == 12 || n == 14 || n == 16 || n == 32 || n == 64);
 }
 
 bool contains_ascii_ci(std::string_view text, std::string_view word) {
@@ -285,7 +310,7 @@ void scan_scalar(std::string_view key, std::string_view value, std::vector<patte
     while (j < value.size() && token_char(value[j])) {
       ++j;
     }
-    if (j > i) {
+    if (j > i && worth_checking(value.substr(i, j - i))) {
       auto token = value.substr(i, j - i);
       // Trim punctuation that token_char admits at the edges ("…4564." or ":8654…").
       while (!token.empty() && (token.back() == '.' || token.back() == ':' || token.back() == '-' || token.back() == '+')) {

@@ -35,7 +35,7 @@ struct finding {
 struct inspect_result {
   std::vector<finding> findings;
   // Typed reasons some part was not fully inspected: "decompression_limit",
-  // "body_truncated", "decode_error", "scan_incomplete", and "opaque_body" for a body that looks
+  // "body_truncated", "decode_error", and "opaque_body" for a body that looks
   // encrypted at the application layer (high entropy, no structure): nothing in it can be seen.
   std::vector<std::string> incomplete;
 };

@@ -452,8 +452,12 @@ bool looks_textual(std::string_view bytes) {
   if (bytes.empty()) {
     return true;
   }
+  const std::size_t allowed = bytes.size() / 20;  // at most 5 % stray bytes
   std::size_t bad = 0;
   for (std::size_t i = 0; i < bytes.size();) {
+    if (bad > allowed) {
+      return false;  // binary is told apart within the first few hundred bytes
+    }
     const auto c = static_cast<unsigned char>(bytes[i]);
     if (c < 0x80) {
       if (c < 0x20 && c != '\n' && c != '\r' && c != '\t') {
@@ -475,7 +479,7 @@ bool looks_textual(std::string_view bytes) {
       i += static_cast<std::size_t>(len);
     }
   }
-  return bad * 20 <= bytes.size();  // at most 5 % stray bytes
+  return bad <= allowed;
 }
 
 namespace {
