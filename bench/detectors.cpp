@@ -33,8 +33,9 @@ config::device_profile fifty_values() {
   return p;
 }
 
-// SDK event batches: many small objects with the envelope fields analytics SDKs send.
-std::string json_body(std::size_t size) {
+// SDK event batches: many small objects with the envelope fields analytics SDKs send; with
+// `device`, each event also carries the phone's identifiers (the case that takes the full walk).
+std::string json_body(std::size_t size, bool device = false) {
   std::mt19937 gen(7);
   auto rng = [&gen] { return static_cast<unsigned>(gen()); };
   std::string out = "{\"events\":[";
@@ -46,6 +47,13 @@ std::string json_body(std::size_t size) {
                   rng(), rng() & 0xffff, 1732300000u + rng() % 100000, rng() % 60000, rng() % 100000, rng() % 1000,
                   rng() % 100, rng() % 1000000);
     out += buf;
+    if (device) {
+      out.pop_back();
+      out.pop_back();
+      std::snprintf(buf, sizeof buf, ",\"dev\":{\"imei\":\"86543210123456%u\",\"mac\":\"02:1a:11:f0:5b:3%u\"}},",
+                    rng() % 5, rng() % 5);
+      out += buf;
+    }
   }
   out += "{}]}";
   return out;
@@ -128,6 +136,7 @@ int main(int argc, char** argv) {
   const auto json = json_body(1 << 20);
   measure(engine, "JSON", json, "application/json", nullptr, seconds);
   measure(engine, "gzip JSON", gzip(json), "application/json", "gzip", seconds);
+  measure(engine, "JSON+ids", json_body(1 << 20, true), "application/json", nullptr, seconds);
   measure(engine, "form", form_body(1 << 20), "application/x-www-form-urlencoded", nullptr, seconds);
   measure(engine, "binary", binary_body(1 << 20), "application/octet-stream", nullptr, seconds);
   return 0;

@@ -75,7 +75,7 @@ bool looks_base64(std::string_view v) {
   if (v.size() < 16 || v.size() % 4 == 1) {
     return false;
   }
-  bool upper = false, lower = false, other = false;
+  bool upper = false, lower = false;
   for (std::size_t i = 0; i < v.size(); ++i) {
     const char c = v[i];
     if (c >= 'A' && c <= 'Z') {
@@ -83,7 +83,7 @@ bool looks_base64(std::string_view v) {
     } else if (c >= 'a' && c <= 'z') {
       lower = true;
     } else if (c == '+' || c == '/' || c == '-' || c == '_') {
-      other = true;
+      continue;
     } else if (c == '=') {
       if (i + 2 < v.size()) {
         return false;
@@ -92,7 +92,8 @@ bool looks_base64(std::string_view v) {
       return false;
     }
   }
-  return (upper && lower) || other;
+  // Both cases: base64 of 12 or more bytes all but always has them; paths and words do not.
+  return upper && lower;
 }
 
 bool has_percent_escape(std::string_view v) {
@@ -127,7 +128,6 @@ bool looks_encrypted(std::string_view data) {
 }
 
 struct location_candidate {
-  double value;
   std::string text;
   std::string where;
   chain_t encoding;
@@ -183,10 +183,15 @@ struct engine::scan {
   // done on it. Every rule mirrors a detector's trigger; the corpus test guards against a rule
   // that is too narrow.
   bool could_match(std::string_view key, std::string_view v) const {
+    return could_match_given(interesting_key_cached(key), v);
+  }
+
+  // could_match() for a key already judged.
+  bool could_match_given(bool interesting_key, std::string_view v) const {
     if (v.size() < 4) {
       return false;
     }
-    if (interesting_key_cached(key)) {
+    if (interesting_key) {
       return true;  // key-context detectors decide
     }
     std::size_t digits = 0;     // in the current run, counting across ' ' and '-' separators
@@ -233,14 +238,126 @@ struct engine::scan {
     return digits == 11 || digits >= 14 || (digits == 13 && run.substr(0, 2) == "86") || (digits == 17);
   }
 
-  // Keys repeat thousands of times in a batch of events: each is judged once per request.
-  mutable std::unordered_map<std::string_view, bool> key_verdicts;
-  bool interesting_key_cached(std::string_view k) const {
+  // Keys repeat thousands of times in a batch of events: each is judged once per request. The
+  // map owns its keys: the trees they come from do not outlive their buffer.
+  struct key_verdict {
+    bool interesting;  // some scalar detector uses it as context
+    bool structural;   // an object or list detector looks for it beside other members
+  };
+  // FNV-1a: keys are a few bytes long, where it beats the general-purpose hash.
+  struct string_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const {
+      std::uint64_t h = 0xcbf29ce484222325ull;
+      for (const char c : s) {
+        h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+      }
+      return static_cast<std::size_t>(h);
+    }
+  };
+  mutable std::unordered_map<std::string, key_verdict, string_hash, std::equal_to<>> key_verdicts;
+  const key_verdict& judge_key(std::string_view k) const {
     const auto it = key_verdicts.find(k);
     if (it != key_verdicts.end()) {
       return it->second;
     }
-    return key_verdicts[k] = interesting_key(k);
+    const key_verdict v{interesting_key(k), object_key(k) || contact_phone_key(k)};
+    return key_verdicts.emplace(std::string(k), v).first->second;
+  }
+  bool interesting_key_cached(std::string_view k) const { return judge_key(k).interesting; }
+
+  // Calls `fn` with every number in `text` that location() could read as a coordinate.
+  template <class Fn>
+  void fix_readings_in(std::string_view text, Fn&& fn) const {
+    if (n_leads == 0 || text.size() > 4096) {
+      return;
+    }
+    std::size_t i = 0;
+    while (i < text.size()) {
+      while (i < text.size() && !(std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '-')) {
+        ++i;
+      }
+      std::size_t j = i;
+      while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) || text[j] == '.' || text[j] == '-')) {
+        ++j;
+      }
+      const auto token = text.substr(i, j - i);
+      if (j > i && near_fix(token) && !readings(token).empty()) {
+        fn(token);
+      }
+      i = j == i ? i + 1 : j;
+    }
+  }
+
+  // Whether leaf() and walk() would find nothing in a JSON text, decided in one pass without
+  // building its tree. Each scalar gets the same checks as in leaf() (could_match(), then the
+  // pattern detectors); the pass stops, and the full walk takes over, at the first finding, at
+  // anything that needs a path or a second level (values inside values, lists in a string, a
+  // coordinate reading), and at any key an object or list detector pairs with others. Most SDK
+  // event batches carry none of these, and building and walking the tree costs several times
+  // the pass. Invalid JSON also takes the full path.
+  struct json_skim final : json_visitor {
+    struct member_key {
+      const std::string* raw = nullptr;  // the map's key (node-based: it never moves)
+      std::string norm;
+      key_verdict verdict;
+      const member_key* next = nullptr;  // the key that followed this one last time
+    };
+    const scan& s;
+    std::unordered_map<std::string, member_key, string_hash, std::equal_to<>> keys;  // by raw name
+    member_key* current = nullptr;
+    const bool unnamed_interesting;  // the verdict for array items, which have no key
+    std::vector<pattern_hit> hits;
+
+    explicit json_skim(const scan& owner) : s(owner), unnamed_interesting(owner.interesting_key_cached("")) {}
+    // Event batches repeat one sequence of keys: the key that followed this one last time is
+    // tried before the hash table.
+    bool key(std::string_view raw) override {
+      member_key* found = nullptr;
+      if (current != nullptr && current->next != nullptr && *current->next->raw == raw) {
+        found = const_cast<member_key*>(current->next);
+      } else {
+        auto it = keys.find(raw);
+        if (it == keys.end()) {
+          std::string norm = normalize_key(raw);
+          const key_verdict verdict = s.judge_key(norm);
+          it = keys.emplace(std::string(raw), member_key{nullptr, std::move(norm), verdict, nullptr}).first;
+          it->second.raw = &it->first;
+        }
+        found = &it->second;
+        if (current != nullptr) {
+          current->next = found;
+        }
+      }
+      current = found;
+      return keep_going(!current->verdict.structural);
+    }
+    bool scalar(std::string_view text, bool is_string, bool member) override {
+      if (list_item_candidate(text)) {
+        return keep_going(false);  // a package name or BSSID, maybe one of a list
+      }
+      if (!s.could_match_given(member ? current->verdict.interesting : unnamed_interesting, text)) {
+        return true;
+      }
+      bool reading = false;
+      s.fix_readings_in(text, [&](std::string_view) { reading = true; });
+      if (reading || has_percent_escape(text) || looks_base64(text) ||
+          (text.size() >= 2 && (text.front() == '{' || text.front() == '[')) ||
+          (is_string && text.find_first_of(",;|") != std::string_view::npos)) {
+        return keep_going(false);
+      }
+      hits.clear();
+      scan_scalar(member ? std::string_view(current->norm) : std::string_view(), text, hits);
+      return keep_going(hits.empty());
+    }
+    bool keep_going(bool nothing) {
+      stopped = !nothing;
+      return nothing;
+    }
+  };
+  bool nothing_in_json(std::string_view data) const {
+    json_skim skim(*this);
+    return visit_json(data, skim) == json_visit::complete;
   }
 
   static bool interesting_key(std::string_view k) {
@@ -290,29 +407,7 @@ struct engine::scan {
   }
 
   void numbers_in(std::string_view text, const std::string& where, const chain_t& chain) {
-    if (n_leads == 0 || text.size() > 4096) {
-      return;
-    }
-    auto plausible = [&](std::string_view token) { return near_fix(token); };
-    std::size_t i = 0;
-    while (i < text.size()) {
-      while (i < text.size() && !(std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '-')) {
-        ++i;
-      }
-      std::size_t j = i;
-      while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) || text[j] == '.' || text[j] == '-')) {
-        ++j;
-      }
-      if (j > i && plausible(text.substr(i, j - i))) {
-        const std::string token(text.substr(i, j - i));
-        char* end = nullptr;
-        const double v = std::strtod(token.c_str(), &end);
-        if (end == token.c_str() + token.size() && std::isfinite(v)) {
-          numbers.push_back({v, token, where, chain});
-        }
-      }
-      i = j == i ? i + 1 : j;
-    }
+    fix_readings_in(text, [&](std::string_view token) { numbers.push_back({std::string(token), where, chain}); });
   }
 
   // A scalar: known values (when the enclosing buffer had any), patterns, values inside it.
@@ -469,6 +564,9 @@ struct engine::scan {
               std::string_view content_type) {
     const auto hits = e.known_.match(data);
     const body_format f = sniff_format(data, content_type);
+    if (f == body_format::json && hits.forms.empty() && nothing_in_json(data)) {
+      return;
+    }
     std::optional<node> root;
     if (f != body_format::text && (f != body_format::protobuf || depth == 0 || !content_type.empty())) {
       root = parse_body(data, f, content_type);
@@ -540,15 +638,54 @@ struct engine::scan {
     location();
   }
 
-  // The profile's GPS fix, in any precision of at least two decimals, either order, or scaled
-  // to an integer by 1e5 or 1e6, within radius_m of the fix.
+  // How a number can read as a coordinate of the profile's fix: in degrees with at least two
+  // decimals, or as an integer of degrees scaled by 1e5 or 1e6, within radius_m of the fix's
+  // latitude or longitude.
+  struct reading {
+    double degrees;
+    const char* scale;  // nullptr, "x1e5" or "x1e6"
+    bool lat, lng;
+  };
+  std::vector<reading> readings(std::string_view text) const {
+    std::vector<reading> out;
+    const auto& fix = e.known_.location();
+    if (!fix || text.size() > 40) {
+      return out;
+    }
+    const std::string token(text);
+    char* end = nullptr;
+    const double value = std::strtod(token.c_str(), &end);
+    if (end != token.c_str() + token.size() || !std::isfinite(value)) {
+      return out;
+    }
+    const auto dot = token.find('.');
+    const bool decimal = dot != std::string::npos;
+    if (decimal && token.size() - dot - 1 < 2) {
+      return out;
+    }
+    const double lat_tolerance = fix->radius_m / metres_per_degree;
+    const double lng_tolerance = fix->radius_m / (metres_per_degree * std::max(0.01, std::cos(fix->lat * M_PI / 180)));
+    const std::pair<double, const char*> scales[] = {{1.0, nullptr}, {1e5, "x1e5"}, {1e6, "x1e6"}};
+    for (const auto& [scale, name] : scales) {
+      if ((scale == 1.0) != decimal) {
+        continue;  // decimals are degrees; integers are degrees scaled
+      }
+      const double d = value / scale;
+      const bool lat = std::abs(d - fix->lat) <= lat_tolerance;
+      const bool lng = std::abs(d - fix->lng) <= lng_tolerance;
+      if (lat || lng) {
+        out.push_back({d, name, lat, lng});
+      }
+    }
+    return out;
+  }
+
+  // The profile's GPS fix, as a latitude and a longitude reading in one request, either order.
   void location() {
     const auto& fix = e.known_.location();
     if (!fix || numbers.empty()) {
       return;
     }
-    const double lat_tolerance = fix->radius_m / metres_per_degree;
-    const double lng_tolerance = fix->radius_m / (metres_per_degree * std::max(0.01, std::cos(fix->lat * M_PI / 180)));
     struct pick {
       const location_candidate* c;
       double degrees;
@@ -556,22 +693,12 @@ struct engine::scan {
     };
     std::vector<pick> lats, lngs;
     for (const auto& c : numbers) {
-      const bool decimal = c.text.find('.') != std::string::npos;
-      const auto dot = c.text.find('.');
-      if (decimal && c.text.size() - dot - 1 < 2) {
-        continue;
-      }
-      const std::pair<double, const char*> scales[] = {{1.0, nullptr}, {1e5, "x1e5"}, {1e6, "x1e6"}};
-      for (const auto& [scale, name] : scales) {
-        if ((scale == 1.0) != decimal) {
-          continue;  // decimals are degrees; integers are degrees scaled
+      for (const auto& r : readings(c.text)) {
+        if (r.lat) {
+          lats.push_back({&c, r.degrees, r.scale});
         }
-        const double d = c.value / scale;
-        if (std::abs(d - fix->lat) <= lat_tolerance) {
-          lats.push_back({&c, d, name});
-        }
-        if (std::abs(d - fix->lng) <= lng_tolerance) {
-          lngs.push_back({&c, d, name});
+        if (r.lng) {
+          lngs.push_back({&c, r.degrees, r.scale});
         }
       }
     }
@@ -596,22 +723,33 @@ struct engine::scan {
 
   // Known findings win over pattern findings of the same category in the same place; repeats go.
   void finish() {
-    std::vector<const finding*> known_findings;
-    for (const auto& f : out.findings) {
-      if (f.source == std::string("known")) {
-        known_findings.push_back(&f);
-      }
-    }
     // A pattern finding is covered by a known one of its category at the same place or inside
     // it (a lat/lng object and its lat member), and by a known one of any category for the
-    // same value: the profile knows a BSSID is a BSSID, whatever its shape suggests.
+    // same value: the profile knows a BSSID is a BSSID, whatever its shape suggests. Indexed,
+    // so a body with thousands of findings stays linearithmic.
+    std::map<std::string, std::vector<std::string>> known_places;  // category -> sorted wheres
+    std::set<std::pair<std::string, std::string>> known_values;    // (where, value)
+    for (const auto& f : out.findings) {
+      if (f.source == std::string("known")) {
+        known_places[f.category].push_back(f.where);
+        known_values.emplace(f.where, f.value);
+      }
+    }
+    for (auto& [category, wheres] : known_places) {
+      std::sort(wheres.begin(), wheres.end());
+    }
     auto covered = [&](const finding& p) {
-      return std::any_of(known_findings.begin(), known_findings.end(), [&](const finding* k) {
-        return (k->category == p.category && k->where.compare(0, p.where.size(), p.where) == 0) ||
-               (k->where == p.where && k->value == p.value);
-      });
+      if (known_values.count({p.where, p.value}) != 0) {
+        return true;
+      }
+      const auto places = known_places.find(p.category);
+      if (places == known_places.end()) {
+        return false;
+      }
+      // Every where starting with p.where sorts at or right after it.
+      const auto it = std::lower_bound(places->second.begin(), places->second.end(), p.where);
+      return it != places->second.end() && it->compare(0, p.where.size(), p.where) == 0;
     };
-    // Decide first, move after: `known_findings` points into out.findings.
     std::set<std::string> seen;
     std::vector<bool> keep(out.findings.size(), false);
     for (std::size_t i = 0; i < out.findings.size(); ++i) {

@@ -470,6 +470,13 @@ void scan_object(const node& object, std::vector<pattern_hit>& out) {
   }
 }
 
+bool contact_phone_key(std::string_view key) { return key_contact_phone(key); }
+
+bool list_item_candidate(std::string_view text) {
+  char buf[13];
+  return package_like(text) || !normalized_mac(text, buf).empty();
+}
+
 void scan_list(std::string_view key, const std::vector<const node*>& items, std::vector<pattern_hit>& out) {
   std::size_t contacts = 0, apps = 0, messages = 0;
   std::set<std::string> bssids;

@@ -32,4 +32,14 @@ void scan_object(const node& object, std::vector<pattern_hit>& out);
 // `key` is normalised, as for scan_scalar.
 void scan_list(std::string_view key, const std::vector<const node*>& items, std::vector<pattern_hit>& out);
 
+// Keys scan_object() looks for; an object with none of them holds no object-level finding.
+bool object_key(std::string_view key);
+
+// Keys a contact entry needs beside its name (scan_list() counts objects with both).
+bool contact_phone_key(std::string_view key);
+
+// A string scan_list() could count as an item on its own, whatever its key: a package name or
+// a BSSID.
+bool list_item_candidate(std::string_view text);
+
 }  // namespace leakscope::detectors

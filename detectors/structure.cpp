@@ -62,24 +62,26 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-// A strict RFC 8259 parser that builds the tree directly: no intermediate DOM, strings decoded
-// once, short ones kept inline by std::string. Bounded depth and node count; any error gives
-// nullopt (the body is then scanned as text).
+// A strict RFC 8259 push parser: it reports keys, scalars and container boundaries to a
+// handler and builds nothing itself, so the same grammar serves the tree (parse_json) and the
+// scan that decides without a tree whether a body holds anything worth one (visit_json).
+// Bounded depth and node count; any error, or a handler returning false, stops it.
+//
+// Handler: on_begin(kind) / on_end() around containers, on_key(raw) before each object member,
+// on_scalar(kind, text) for strings (decoded), numbers (as spelled) and true/false/null. Views
+// passed to the handler are valid only during the call.
 class json_parser {
  public:
   explicit json_parser(std::string_view s) : s_(s) {}
 
-  std::optional<node> document() {
-    node root;
+  template <class Handler>
+  bool document(Handler& h) {
     skip_ws();
-    if (!value(root, 0)) {
-      return std::nullopt;
+    if (!value(h, 0)) {
+      return false;
     }
     skip_ws();
-    if (pos_ != s_.size()) {
-      return std::nullopt;
-    }
-    return root;
+    return pos_ == s_.size();
   }
 
  private:
@@ -89,49 +91,47 @@ class json_parser {
     }
   }
 
-  bool value(node& n, int depth) {
+  template <class Handler>
+  bool value(Handler& h, int depth) {
     if (pos_ >= s_.size() || ++count_ > max_structure_nodes) {
       return false;
     }
     const char c = s_[pos_];
     if (c == '{' || c == '[') {
-      return container(n, depth, c == '{');
+      return container(h, depth, c == '{');
     }
+    std::string_view text;
     if (c == '"') {
-      n.kind = node::type::string;
-      return string(n.text);
+      return string(text) && h.on_scalar(node::type::string, text);
     }
     if (c == '-' || (c >= '0' && c <= '9')) {
-      n.kind = node::type::number;
-      return number(n.text);
+      return number(text) && h.on_scalar(node::type::number, text);
     }
     for (const std::string_view word : {"true", "false", "null"}) {
       if (s_.substr(pos_, word.size()) == word) {
-        n.kind = node::type::other;
-        n.text = std::string(word);
         pos_ += word.size();
-        return true;
+        return h.on_scalar(node::type::other, word);
       }
     }
     return false;
   }
 
-  bool container(node& n, int depth, bool object) {
-    if (depth >= max_structure_depth) {
+  template <class Handler>
+  bool container(Handler& h, int depth, bool object) {
+    if (depth >= max_structure_depth || !h.on_begin(object ? node::type::object : node::type::array)) {
       return false;
     }
-    n.kind = object ? node::type::object : node::type::array;
     const char close = object ? '}' : ']';
     ++pos_;
     skip_ws();
     if (pos_ < s_.size() && s_[pos_] == close) {
       ++pos_;
-      return true;
+      return h.on_end();
     }
     while (true) {
-      node child;
       if (object) {
-        if (pos_ >= s_.size() || s_[pos_] != '"' || !string(child.key)) {
+        std::string_view key;
+        if (pos_ >= s_.size() || s_[pos_] != '"' || !string(key) || !h.on_key(key)) {
           return false;
         }
         skip_ws();
@@ -141,10 +141,9 @@ class json_parser {
         ++pos_;
         skip_ws();
       }
-      if (!value(child, depth + 1)) {
+      if (!value(h, depth + 1)) {
         return false;
       }
-      n.children.push_back(std::move(child));
       skip_ws();
       if (pos_ >= s_.size()) {
         return false;
@@ -156,7 +155,7 @@ class json_parser {
       }
       if (s_[pos_] == close) {
         ++pos_;
-        return true;
+        return h.on_end();
       }
       return false;
     }
@@ -208,8 +207,13 @@ class json_parser {
     }
   }
 
-  bool string(std::string& out) {
+  // A string token: `out` views the source when the string has no escapes (the common case),
+  // else the decoded copy in scratch_, valid until the next call.
+  bool string(std::string_view& out) {
     ++pos_;  // the opening quote
+    const std::size_t start = pos_;
+    bool escaped = false;
+    scratch_.clear();
     while (pos_ < s_.size()) {
       // Runs without escapes are copied in one go.
       std::size_t run_end = pos_;
@@ -222,12 +226,19 @@ class json_parser {
       if (run_end >= s_.size()) {
         return false;
       }
-      out.append(s_.data() + pos_, run_end - pos_);
+      if (s_[run_end] == '"' && !escaped) {
+        out = s_.substr(start, run_end - start);
+        pos_ = run_end + 1;
+        return true;
+      }
+      scratch_.append(s_.data() + pos_, run_end - pos_);
       pos_ = run_end;
       if (s_[pos_] == '"') {
         ++pos_;
+        out = scratch_;
         return true;
       }
+      escaped = true;
       ++pos_;  // the backslash
       if (pos_ >= s_.size()) {
         return false;
@@ -237,22 +248,22 @@ class json_parser {
         case '"':
         case '\\':
         case '/':
-          out += e;
+          scratch_ += e;
           break;
         case 'b':
-          out += '\b';
+          scratch_ += '\b';
           break;
         case 'f':
-          out += '\f';
+          scratch_ += '\f';
           break;
         case 'n':
-          out += '\n';
+          scratch_ += '\n';
           break;
         case 'r':
-          out += '\r';
+          scratch_ += '\r';
           break;
         case 't':
-          out += '\t';
+          scratch_ += '\t';
           break;
         case 'u': {
           unsigned cp = 0;
@@ -267,7 +278,7 @@ class json_parser {
             }
             cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
           }
-          utf8(out, cp);
+          utf8(scratch_, cp);
           break;
         }
         default:
@@ -277,7 +288,7 @@ class json_parser {
     return false;
   }
 
-  bool number(std::string& out) {
+  bool number(std::string_view& out) {
     const std::size_t start = pos_;
     auto digits = [&] {
       const std::size_t from = pos_;
@@ -309,19 +320,92 @@ class json_parser {
         return false;
       }
     }
-    out.assign(s_.data() + start, pos_ - start);
+    out = s_.substr(start, pos_ - start);
     return true;
   }
 
   std::string_view s_;
   std::size_t pos_ = 0;
   std::size_t count_ = 0;
+  std::string scratch_;  // decoded strings that had escapes
+};
+
+// Builds the tree. Open containers are held by pointer: only the innermost one grows, so the
+// pointers to its ancestors stay valid.
+struct tree_builder {
+  node root;
+  std::vector<node*> open;
+  std::string key;
+
+  node& place() {
+    if (open.empty()) {
+      return root;
+    }
+    node& parent = *open.back();
+    node& child = parent.children.emplace_back();
+    if (parent.kind == node::type::object) {
+      child.key = key;
+    }
+    return child;
+  }
+  bool on_begin(node::type kind) {
+    node& n = place();
+    n.kind = kind;
+    open.push_back(&n);
+    return true;
+  }
+  bool on_end() {
+    open.pop_back();
+    return true;
+  }
+  bool on_key(std::string_view k) {
+    key.assign(k);
+    return true;
+  }
+  bool on_scalar(node::type kind, std::string_view text) {
+    node& n = place();
+    n.kind = kind;
+    n.text.assign(text);
+    return true;
+  }
+};
+
+// Tells a json_visitor whether each scalar is an object member.
+struct visit_adapter {
+  json_visitor& v;
+  std::vector<bool> in_object;
+  bool on_begin(node::type kind) {
+    in_object.push_back(kind == node::type::object);
+    return true;
+  }
+  bool on_end() {
+    in_object.pop_back();
+    return true;
+  }
+  bool on_key(std::string_view k) { return v.key(k); }
+  bool on_scalar(node::type kind, std::string_view text) {
+    return kind == node::type::other ||
+           v.scalar(text, kind == node::type::string, !in_object.empty() && in_object.back());
+  }
 };
 
 }  // namespace
 
 std::optional<node> parse_json(std::string_view text) {
-  return json_parser(text).document();
+  tree_builder b;
+  if (!json_parser(text).document(b)) {
+    return std::nullopt;
+  }
+  return std::move(b.root);
+}
+
+json_visit visit_json(std::string_view text, json_visitor& visitor) {
+  visit_adapter a{visitor, {}};
+  json_parser p(text);
+  if (p.document(a)) {
+    return json_visit::complete;
+  }
+  return visitor.stopped ? json_visit::stopped : json_visit::invalid;
 }
 
 node parse_form(std::string_view text) {

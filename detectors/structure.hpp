@@ -26,6 +26,22 @@ constexpr int max_structure_depth = 32;
 constexpr std::size_t max_structure_nodes = 200'000;
 
 std::optional<node> parse_json(std::string_view text);
+
+// Receives every member name and scalar of a JSON text, without a tree being built: key() with
+// the raw name before each object member, scalar() for strings (decoded), numbers (as
+// spelled); `member` says the scalar is the value of the last key() rather than an array item
+// or the whole document. true/false/null are not reported. Views are valid during the call.
+// Returning false stops the visit; set `stopped` first so the caller can tell a stop from a
+// syntax error.
+struct json_visitor {
+  bool stopped = false;
+  virtual bool key(std::string_view raw) = 0;
+  virtual bool scalar(std::string_view text, bool is_string, bool member) = 0;
+  virtual ~json_visitor() = default;
+};
+enum class json_visit { complete, stopped, invalid };
+// `invalid` when the text is not JSON that parse_json() accepts (syntax, depth, node count).
+json_visit visit_json(std::string_view text, json_visitor& visitor);
 node parse_form(std::string_view text);
 std::optional<node> parse_multipart(std::string_view body, std::string_view boundary);
 std::optional<node> parse_protobuf(std::string_view bytes);

@@ -168,3 +168,45 @@ TEST_CASE("percent decoding") {
   CHECK(percent_decode("%E5%BC%A0+a%2", true) == "张 a%2");
   CHECK(percent_decode("a+b", false) == "a+b");
 }
+
+// JSON bodies in which no detector can fire are decided without building a tree (the skim in
+// engine.cpp); each body here hides something only the tree walk reports, behind a batch of
+// neutral events, and must still be found, at its path.
+TEST_CASE("JSON findings that need the tree are still found behind neutral events") {
+  config::device_profile p;
+  p.location = config::location_fix{39.9087, 116.3975, 2000};
+  const engine e(p, {});
+  std::string events;
+  for (int i = 0; i < 200; ++i) {
+    events += R"({"id":"69331746-108b","name":"page_view","page":"/shop/item/75286","price":116.90,"ts":1732300000},)";
+  }
+  const struct {
+    const char* tail;
+    const char* category;
+    const char* where;
+  } cases[] = {
+      {R"({"list":["aabbccddeeff","a0b1c2d3e4f5"]})", "wifi_location", "body.json:$.events[200].list"},
+      {R"({"list":[{"bundleid":"com.a.one"},{"bundleid":"com.a.two"},{"bundleid":"com.a.three"},{"bundleid":"com.b.four"},{"bundleid":"com.b.five"}]})",
+       "installed_apps", "body.json:$.events[200].list"},
+      {R"({"people":[{"name":"Li Lei","number":"x"},{"name":"Han Meimei","number":"y"},{"name":"Wang","number":"z"}]})",
+       "contacts", "body.json:$.events[200].people"},
+      {R"({"pos":{"y":39.9091,"x":116.3982}})", "location", "body.json:$.events[200].pos.y"},
+      {R"({"to":"13912345678,13812345678"})", "phone_number", "body.json:$.events[200].to"},
+      {R"({"blob":"eyJpbWVpIjoiODY1NDMyMTAxMjM0NTY0In0="})", "imei", "body.json:$.events[200].blob/json:$.imei"},
+      {R"({"tel":"13912345678"})", "phone_number", "body.json:$.events[200].tel"},
+  };
+  for (const auto& c : cases) {
+    const std::string tail = c.tail;
+    CAPTURE(tail);
+    const auto result = e.inspect(post(R"({"events":[)" + events + c.tail + "]}"));
+    const finding* hit = nullptr;
+    for (const auto& f : result.findings) {
+      if (f.category == c.category) {
+        hit = &f;
+      }
+    }
+    REQUIRE(hit != nullptr);
+    CHECK(hit->where == std::string(c.where));
+  }
+  CHECK(e.inspect(post(R"({"events":[)" + events + "{}]}")).findings.empty());
+}
