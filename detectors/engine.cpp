@@ -773,6 +773,14 @@ struct engine::scan {
 
 engine::engine(const config::device_profile& profile, engine_limits limits) : known_(profile), limits_(limits) {}
 
+inspect_result engine::inspect_bytes(std::string_view bytes, const std::string& where) const {
+  scan s(*this);
+  s.known(known_.match(bytes), where, {});
+  s.request_level();
+  s.finish();
+  return std::move(s.out);
+}
+
 inspect_result engine::inspect(const http_request& request) const {
   scan s(*this);
   const auto& target = request.target;

@@ -23,6 +23,13 @@ class engine {
 
   inspect_result inspect(const http_request& request) const;
 
+  // Profile values in a stream that is neither HTTP nor TLS (raw TCP a push SDK keeps open):
+  // known values only, since patterns without structure or keys would mostly be noise.
+  // Findings are placed at `where`. A caller scanning a stream in pieces keeps the last
+  // longest_known_form() - 1 bytes of one piece in front of the next.
+  inspect_result inspect_bytes(std::string_view bytes, const std::string& where) const;
+  std::size_t longest_known_form() const { return known_.longest_form(); }
+
   // How many literal forms the profile expanded to (for the start-up banner).
   std::size_t known_form_count() const { return known_.forms().size(); }
 

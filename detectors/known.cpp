@@ -353,6 +353,7 @@ known_matcher::known_matcher(const config::device_profile& p) {
   texts.reserve(forms_.size());
   for (const auto& f : forms_) {
     texts.push_back(f.text);
+    longest_ = std::max(longest_, f.text.size());
   }
   literals_ = literal_set(texts);
 }

@@ -35,6 +35,7 @@ class known_matcher {
   known_hits match(std::string_view buffer) const;
 
   const std::vector<known_form>& forms() const { return forms_; }
+  std::size_t longest_form() const { return longest_; }
   // The profile value a form stands for (for contacts: the contact's name, or phone).
   const std::string& value(std::size_t i) const { return values_[i]; }
   // Index of the SMS a sms_tag / sms_code value belongs to.
@@ -50,6 +51,7 @@ class known_matcher {
   std::vector<std::size_t> sms_index_;
   std::vector<known_form> forms_;
   literal_set literals_;
+  std::size_t longest_ = 0;
   std::optional<config::location_fix> location_;
 };
 

@@ -156,4 +156,39 @@ hello_result parse_client_hello(std::string_view bytes, std::size_t cap) {
   return r;
 }
 
+first_bytes classify_first_bytes(std::string_view bytes, std::uint16_t port) {
+  if (bytes.empty()) {
+    return {};
+  }
+  if (bytes[0] == 0x16) {
+    return {first_bytes_kind::tls, "tls"};
+  }
+  // HTTP/2 with prior knowledge starts with a request line of its own (RFC 9113 §3.4).
+  static constexpr std::string_view h2_preface = "PRI * HTTP/2.0\r\n";
+  if (bytes.substr(0, h2_preface.size()) == h2_preface.substr(0, bytes.size())) {
+    return bytes.size() >= h2_preface.size() ? first_bytes{first_bytes_kind::other, "http2"} : first_bytes{};
+  }
+  // An HTTP/1 request line: a method token of capitals, then a space (RFC 9112 §3).
+  std::size_t i = 0;
+  while (i < bytes.size() && i < 16 && bytes[i] >= 'A' && bytes[i] <= 'Z') {
+    ++i;
+  }
+  if (i == bytes.size() && i < 16) {
+    return {};  // capitals so far: a method may still follow
+  }
+  if (i >= 3 && i < bytes.size() && bytes[i] == ' ') {
+    return {first_bytes_kind::http, "http"};
+  }
+  std::string protocol = "unknown";
+  const auto first = static_cast<unsigned char>(bytes[0]);
+  if (bytes.substr(0, 4) == "SSH-") {
+    protocol = "ssh";
+  } else if (bytes[0] == '<') {
+    protocol = "xmpp";  // <?xml …><stream:stream …>
+  } else if ((first == 0x10 && (port == 1883 || port == 8883 || bytes.find("MQTT") != std::string_view::npos))) {
+    protocol = "mqtt";  // CONNECT packet, with its "MQTT" protocol name
+  }
+  return {first_bytes_kind::other, protocol};
+}
+
 }  // namespace leakscope::proxy

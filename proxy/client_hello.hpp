@@ -33,4 +33,13 @@ struct hello_result {
 // would need more than `cap` bytes is malformed rather than buffered without bound.
 hello_result parse_client_hello(std::string_view bytes, std::size_t cap = 64 * 1024);
 
+// What a transparently redirected connection carries, judged from its first bytes (transparent
+// mode has no CONNECT to say so). `other` carries a guess at the protocol for the flow record.
+enum class first_bytes_kind { need_more, tls, http, other };
+struct first_bytes {
+  first_bytes_kind kind = first_bytes_kind::need_more;
+  std::string protocol;  // "tls", "http", or for `other`: "mqtt", "xmpp", "ssh", "http2", "unknown"
+};
+first_bytes classify_first_bytes(std::string_view bytes, std::uint16_t port);
+
 }  // namespace leakscope::proxy

@@ -16,13 +16,19 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
+#include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <functional>
 #include <iostream>
+#include <set>
 
 namespace leakscope::proxy {
 
@@ -37,6 +43,9 @@ using steady = std::chrono::steady_clock;
 namespace {
 
 constexpr std::size_t read_chunk = 64 * 1024;
+// How long a transparently redirected connection may stay silent before it is taken for a
+// protocol where the server speaks first.
+constexpr std::chrono::milliseconds first_bytes_wait{2'000};
 inline auto use_ec(error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
 
 // What is left of a budget that started at `since`, at least 1 ms so a spent budget still
@@ -50,8 +59,16 @@ double ms_since(steady::time_point t) {
   return std::chrono::duration<double, std::milli>(steady::now() - t).count();
 }
 
+// An IPv4 client of a dual-stack listener ("::") shows as ::ffff:a.b.c.d: records use a.b.c.d.
+net::ip::address unmapped(net::ip::address a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    return net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6());
+  }
+  return a;
+}
+
 std::string endpoint_text(const tcp::endpoint& e) {
-  const auto a = e.address();
+  const auto a = unmapped(e.address());
   return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(e.port());
 }
 
@@ -107,6 +124,9 @@ struct connection {
   // traffic.pcapng for plain-HTTP connections, where the observed bytes are the plaintext.
   captures::leg_tap* plain_phone = nullptr;
   captures::leg_tap* plain_origin = nullptr;
+  // Transparent mode: dest.host starts as the address the phone dialled and becomes the name
+  // the SNI or each request's Host header gives, which attribution needs.
+  bool transparent = false;
 };
 
 // The pcapng taps of a plain-HTTP connection (explicit absolute-form, or HTTP inside a tunnel).
@@ -267,20 +287,9 @@ std::string origin_form_head(const http1::message_head& head, const std::string&
   return out;
 }
 
-void record_leaks(services& sv, const connection& conn, captures::flow_record& flow, const http1::parser& req,
-                  const std::string& origin_form) {
-  detectors::http_request request;
-  const auto& head = req.head();
-  request.method = head.method;
-  request.scheme = conn.dest.scheme;
-  request.host = conn.dest.host;
-  request.target = origin_form;
-  for (const auto& h : head.headers) {
-    request.headers.push_back({h.name, h.value});
-  }
-  request.body = req.body();
-  request.body_truncated = req.body_truncated();
-  const auto result = sv.detector.inspect(request);
+// Writes one leak record per finding of a request (or of a raw stream: empty method and path).
+void write_leaks(services& sv, const connection& conn, captures::flow_record& flow, const detectors::inspect_result& result,
+                 const std::string& method, const std::string& path) {
   // Leak ids first, so the packet that completes the request in decrypted.pcapng can name them.
   const std::uint64_t first_id = sv.next_leak.fetch_add(result.findings.size());
   const auto who = sv.attribution.attribute(conn.dest.host);
@@ -291,8 +300,6 @@ void record_leaks(services& sv, const connection& conn, captures::flow_record& f
   }
   const std::uint64_t decrypted_frame = conn.plain != nullptr ? conn.plain->end_request(comment) : 0;
   const std::uint64_t traffic_frame = conn.phone_leg != nullptr ? conn.phone_leg->last_client_frame() : 0;
-  flow.incomplete = result.incomplete;
-  flow.request_truncated = request.body_truncated;
   captures::leak_context context;
   context.flow = flow.id;
   context.ts = std::chrono::system_clock::now();
@@ -308,8 +315,8 @@ void record_leaks(services& sv, const connection& conn, captures::flow_record& f
   if (who.sdk) {
     context.sdk = captures::sdk_info{who.sdk->sdk, who.sdk->vendor, who.sdk->category};
   }
-  context.method = head.method;
-  context.path = origin_form.substr(0, origin_form.find('?'));
+  context.method = method;
+  context.path = path;
   for (std::size_t i = 0; i < result.findings.size(); ++i) {
     const auto& f = result.findings[i];
     auto leak = captures::make_leak(context, first_id + i, f, detectors::mask(f.value));
@@ -318,6 +325,39 @@ void record_leaks(services& sv, const connection& conn, captures::flow_record& f
     sv.recorder.write(leak);
     ++flow.leaks;
   }
+}
+
+void record_leaks(services& sv, const connection& conn, captures::flow_record& flow, const http1::parser& req,
+                  const std::string& origin_form) {
+  detectors::http_request request;
+  const auto& head = req.head();
+  request.method = head.method;
+  request.scheme = conn.dest.scheme;
+  request.host = conn.dest.host;
+  request.target = origin_form;
+  for (const auto& h : head.headers) {
+    request.headers.push_back({h.name, h.value});
+  }
+  request.body = req.body();
+  request.body_truncated = req.body_truncated();
+  const auto result = sv.detector.inspect(request);
+  flow.incomplete = result.incomplete;
+  flow.request_truncated = request.body_truncated;
+  // Without the query: values in it would defeat masking.
+  write_leaks(sv, conn, flow, result, head.method, origin_form.substr(0, origin_form.find('?')));
+}
+
+// The host a transparent plain-HTTP request names in its Host header, without the port;
+// `fallback` (the address dialled) when it has none.
+std::string host_header_name(const http1::message_head& head, const std::string& fallback) {
+  for (const auto& h : head.headers) {
+    if (lower(h.name) == "host" && !h.value.empty()) {
+      if (const auto authority = parse_authority(h.value, 80)) {
+        return lower(authority->first);
+      }
+    }
+  }
+  return fallback;
 }
 
 enum class head_read { ok, closed, timeout, invalid };
@@ -365,14 +405,15 @@ struct exchange_outcome {
 // and after 101 Switching Protocols.
 template <class A, class B>
 awaitable<std::pair<std::uint64_t, std::uint64_t>> relay_raw(services& sv, A& a, B& b,
-                                                             const std::vector<captures::leg_tap*>& taps = {}) {
+                                                             const std::vector<captures::leg_tap*>& taps,
+                                                             const std::function<void(std::string_view)>& from_client) {
   auto executor = co_await net::this_coro::executor;
   std::uint64_t a_to_b = 0, b_to_a = 0;
   bool other_done = false;
   net::steady_timer done(executor, steady::time_point::max());
   const auto idle = sv.cfg.limits.timeouts.idle;
   // `a` is the client side: what it sends is "from client" on every tapped leg.
-  auto pump = [&idle, &taps](auto& from, auto& to, std::uint64_t& count, bool from_client) -> awaitable<void> {
+  auto pump = [&idle, &taps, &from_client](auto& from, auto& to, std::uint64_t& count, bool client_side) -> awaitable<void> {
     std::string buf;
     while (true) {
       buf.clear();
@@ -381,7 +422,10 @@ awaitable<std::pair<std::uint64_t, std::uint64_t>> relay_raw(services& sv, A& a,
       }
       count += buf.size();
       for (auto* tap : taps) {
-        tap->data(from_client, buf);
+        tap->data(client_side, buf);
+      }
+      if (client_side && from_client) {
+        from_client(buf);
       }
       if (co_await write_all(to, buf, idle)) {
         break;
@@ -515,7 +559,9 @@ awaitable<response_end> relay_response(services& sv, exchange& x, Client& client
           x.flow.bytes_down += ubuf.size();
           ubuf.clear();
           finish(sv, x, std::nullopt, true);
-          co_await relay_raw(sv, client, upstream);
+          const std::vector<captures::leg_tap*> no_taps;
+          const std::function<void(std::string_view)> no_scan;
+          co_await relay_raw(sv, client, upstream, no_taps, no_scan);
           co_return response_end::upgraded;
         }
       } else if (!in_head && r.consumed > 0) {
@@ -801,6 +847,9 @@ awaitable<unsigned> serve_tunnel_http(services& sv, connection& conn, Client& cl
       co_return state == head_read::invalid ? served + 1 : served;
     }
     ++served;
+    if (conn.transparent) {
+      conn.dest.host = host_header_name(req.head(), conn.dest.ip);
+    }
     const auto& target = req.head().target;
     if (target.empty() || target.front() != '/') {
       if (target != "*") {
@@ -915,14 +964,11 @@ std::optional<std::string> client_rejection(const error_code& ec) {
   return std::nullopt;
 }
 
-awaitable<void> passthrough(services& sv, connection& conn, beast::tcp_stream& client, std::string& cbuf,
-                            beast::tcp_stream& upstream, steady::time_point started, const std::string& why) {
-  auto flow = new_flow(sv, conn);
-  flow.kind = "passthrough";
-  flow.dest.scheme = "tls";
-  flow.note = why;
-  // Passthrough bytes are TLS the phone and the server exchanged untouched: both legs carry
-  // the same bytes, and no secrets exist for them.
+// Relays a connection byte for byte and records it as `flow` (passthrough, raw TCP). Both legs
+// carry the same bytes; `from_client` sees what the phone sends, in order.
+awaitable<void> relay_untouched(services& sv, beast::tcp_stream& client, std::string& cbuf, beast::tcp_stream& upstream,
+                                steady::time_point started, captures::flow_record& flow,
+                                const std::function<void(std::string_view)>& from_client) {
   std::optional<captures::leg_tap> phone_leg, origin_leg;
   std::vector<captures::leg_tap*> taps;
   if (sv.cfg.capture.pcapng) {
@@ -939,16 +985,59 @@ awaitable<void> passthrough(services& sv, connection& conn, beast::tcp_stream& c
       tap->data(true, cbuf);
     }
   }
+  if (from_client && !cbuf.empty()) {
+    from_client(cbuf);
+  }
   if (co_await write_all(upstream, cbuf, sv.cfg.limits.timeouts.idle)) {
     flow.complete = false;
   }
   const auto sent_early = cbuf.size();
   cbuf.clear();
-  const auto [up, down] = co_await relay_raw(sv, client, upstream, taps);
+  const auto [up, down] = co_await relay_raw(sv, client, upstream, taps, from_client);
   flow.bytes_up = up + sent_early;
   flow.bytes_down = down;
   flow.total_ms = ms_since(started);
   sv.recorder.write(flow);
+}
+
+awaitable<void> passthrough(services& sv, connection& conn, beast::tcp_stream& client, std::string& cbuf,
+                            beast::tcp_stream& upstream, steady::time_point started, const std::string& why) {
+  auto flow = new_flow(sv, conn);
+  flow.kind = "passthrough";
+  flow.dest.scheme = "tls";
+  flow.note = why;
+  // Passthrough bytes are TLS the phone and the server exchanged untouched; no secrets exist.
+  const std::function<void(std::string_view)> no_scan;
+  co_await relay_untouched(sv, client, cbuf, upstream, started, flow, no_scan);
+}
+
+// Raw TCP in transparent mode (push SDKs keep such connections open for hours): relayed
+// untouched, the phone's bytes scanned for profile values as they pass, each leak written
+// when seen. Pieces overlap by the longest form, so a value split across reads is found; a
+// value is reported once per connection.
+awaitable<void> relay_raw_tcp(services& sv, connection& conn, beast::tcp_stream& client, std::string& cbuf,
+                              beast::tcp_stream& upstream, steady::time_point started, const std::string& protocol) {
+  auto flow = new_flow(sv, conn);
+  flow.kind = "tcp";
+  flow.dest.scheme = "tcp";
+  flow.note = "protocol: " + protocol + "; not HTTP or TLS: relayed untouched, the client's bytes scanned for profile values";
+  const std::size_t overlap = sv.detector.longest_known_form() > 0 ? sv.detector.longest_known_form() - 1 : 0;
+  std::string window;
+  std::set<std::string> reported;
+  const std::function<void(std::string_view)> scan = [&](std::string_view data) {
+    window.append(data);
+    auto result = sv.detector.inspect_bytes(window, "tcp");
+    std::erase_if(result.findings, [&](const detectors::finding& f) {
+      return !reported.insert(f.category + '\0' + f.value).second;
+    });
+    if (!result.findings.empty()) {
+      write_leaks(sv, conn, flow, result, "", "");
+    }
+    if (window.size() > overlap) {
+      window.erase(0, window.size() - overlap);
+    }
+  };
+  co_await relay_untouched(sv, client, cbuf, upstream, started, flow, scan);
 }
 
 // Sees every ciphertext byte an SSL object reads from or writes to the network, in order:
@@ -1015,6 +1104,9 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   conn.sni = lower(hello.hello.sni);
   if (conn.sni.size() > 1 && conn.sni.back() == '.') {
     conn.sni.pop_back();
+  }
+  if (conn.transparent && !conn.sni.empty()) {
+    conn.dest.host = conn.sni;
   }
   const std::string name = conn.sni.empty() ? conn.dest.host : conn.sni;
   for (const auto& pattern : sv.cfg.tls.passthrough) {
@@ -1119,10 +1211,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
 }
 
 bool client_allowed(const services& sv, const tcp::endpoint& remote) {
-  auto address = remote.address();
-  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-    address = net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6());
-  }
+  const auto address = unmapped(remote.address());
   std::vector<std::uint8_t> bytes;
   if (address.is_v4()) {
     const auto b = address.to_v4().to_bytes();
@@ -1147,6 +1236,81 @@ bool rejected_hosts::contains(const std::string& host) const {
   return hosts_.count(host) != 0;
 }
 
+// The address the phone dialled before netfilter redirected the connection here (REDIRECT or
+// DNAT in the nat table; Linux SO_ORIGINAL_DST, IPv4 and IPv6). nullopt for a connection made
+// to the proxy itself, which is then served as an explicit-proxy request (the CA page).
+std::optional<tcp::endpoint> original_destination(tcp::socket& socket) {
+  error_code ec;
+  const auto local = socket.local_endpoint(ec);
+  if (ec) {
+    return std::nullopt;
+  }
+  tcp::endpoint original;
+  if (local.address().is_v4() || local.address().to_v6().is_v4_mapped()) {
+    sockaddr_in addr{};
+    socklen_t len = sizeof addr;
+    if (::getsockopt(socket.native_handle(), SOL_IP, SO_ORIGINAL_DST, &addr, &len) != 0 || addr.sin_family != AF_INET) {
+      return std::nullopt;
+    }
+    original = tcp::endpoint(net::ip::address_v4(ntohl(addr.sin_addr.s_addr)), ntohs(addr.sin_port));
+  } else {
+    sockaddr_in6 addr{};
+    socklen_t len = sizeof addr;
+    if (::getsockopt(socket.native_handle(), SOL_IPV6, IP6T_SO_ORIGINAL_DST, &addr, &len) != 0 ||
+        addr.sin6_family != AF_INET6) {
+      return std::nullopt;
+    }
+    net::ip::address_v6::bytes_type bytes;
+    std::memcpy(bytes.data(), &addr.sin6_addr, bytes.size());
+    original = tcp::endpoint(net::ip::address_v6(bytes, addr.sin6_scope_id), ntohs(addr.sin6_port));
+  }
+  if (original.address() == unmapped(local.address()) && original.port() == local.port()) {
+    return std::nullopt;
+  }
+  return original;
+}
+
+// A connection redirected to the proxy by netfilter: no CONNECT says where it was going, so the
+// original destination gives the address and port, the first bytes the protocol, and the SNI or
+// Host header the name.
+awaitable<void> serve_transparent(services& sv, connection& conn, beast::tcp_stream client, tcp::endpoint original) {
+  const auto started = steady::now();
+  const auto ip = original.address().to_string();
+  conn.transparent = true;
+  conn.dest = {ip, ip, original.port(), "tcp"};
+  std::string cbuf;
+  first_bytes first;
+  while (true) {
+    // Protocols where the server speaks first (SMTP, some push services) send nothing: after
+    // first_bytes_wait they are relayed as raw TCP.
+    const auto ec = co_await read_more(client, cbuf, remaining(started, first_bytes_wait));
+    first = classify_first_bytes(cbuf, original.port());
+    if (ec == beast::error::timeout && first.kind == first_bytes_kind::need_more) {
+      first = {first_bytes_kind::other, cbuf.empty() ? "server-first" : "unknown"};
+    } else if (ec) {
+      if (!cbuf.empty()) {
+        record_connection_error(sv, conn, started, {"client_closed", "the client closed after " +
+                                                                         std::to_string(cbuf.size()) + " bytes"});
+      }
+      co_return;
+    }
+    if (first.kind != first_bytes_kind::need_more) {
+      break;
+    }
+  }
+  auto dialled = co_await dial(sv, ip, original.port());
+  if (dialled.failure) {
+    record_connection_error(sv, conn, started, dialled.failure->error);
+    co_return;
+  }
+  if (first.kind == first_bytes_kind::other) {
+    co_await relay_raw_tcp(sv, conn, client, cbuf, *dialled.stream, started, first.protocol);
+    co_return;
+  }
+  conn.dest.scheme = first.kind == first_bytes_kind::tls ? "https" : "http";
+  co_await serve_tunnel(sv, conn, std::move(client), std::move(cbuf), std::move(*dialled.stream));
+}
+
 awaitable<void> serve_client(services& sv, tcp::socket socket) {
   const auto started = steady::now();
   error_code ec;
@@ -1163,6 +1327,14 @@ awaitable<void> serve_client(services& sv, tcp::socket socket) {
     co_return;
   }
   socket.set_option(tcp::no_delay(true), ec);
+  if (sv.cfg.listen.mode == config::listen_mode::transparent) {
+    if (const auto original = original_destination(socket)) {
+      beast::tcp_stream redirected(std::move(socket));
+      const tcp::endpoint where = *original;
+      co_await serve_transparent(sv, conn, std::move(redirected), where);
+      co_return;
+    }
+  }
   beast::tcp_stream client(std::move(socket));
 
   http1::codec_limits limits{sv.cfg.limits.max_header_bytes, sv.cfg.limits.max_headers};

@@ -88,3 +88,37 @@ TEST_CASE("non-TLS and hostile input") {
   overrun[5 + 4 + 2 + 32] = '\x7f';  // session id length past the end
   CHECK(parse_client_hello(overrun).status == hello_status::malformed);
 }
+
+TEST_CASE("transparent connections are told apart by their first bytes, at every prefix") {
+  const struct {
+    std::string bytes;
+    first_bytes_kind kind;
+    const char* protocol;
+    std::uint16_t port;
+  } cases[] = {
+      {openssl_client_hello("api.example.test", false), first_bytes_kind::tls, "tls", 443},
+      {"GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n", first_bytes_kind::http, "http", 80},
+      {"OPTIONS * HTTP/1.1\r\n", first_bytes_kind::http, "http", 8080},
+      {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", first_bytes_kind::other, "http2", 80},
+      {"SSH-2.0-OpenSSH_9.2\r\n", first_bytes_kind::other, "ssh", 22},
+      {"<?xml version='1.0'?><stream:stream to='push.example'>", first_bytes_kind::other, "xmpp", 5222},
+      {std::string("\x10\x16\x00\x04MQTT\x04\x02\x00\x3c", 12), first_bytes_kind::other, "mqtt", 1883},
+      {std::string("\x00\x00\x00\x0c\x01\x02imei", 10), first_bytes_kind::other, "unknown", 9000},
+      {"GETAWAYWITHTHISLONGWORD", first_bytes_kind::other, "unknown", 80},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.bytes);
+    const auto whole = classify_first_bytes(c.bytes, c.port);
+    CHECK(whole.kind == c.kind);
+    CHECK(whole.protocol == c.protocol);
+    // A prefix never gets a different verdict, only "need more".
+    for (std::size_t n = 1; n < c.bytes.size(); ++n) {
+      const auto part = classify_first_bytes(std::string_view(c.bytes).substr(0, n), c.port);
+      if (part.kind != first_bytes_kind::need_more) {
+        CHECK(part.kind == c.kind);
+      }
+    }
+  }
+  CHECK(classify_first_bytes("", 80).kind == first_bytes_kind::need_more);
+  CHECK(classify_first_bytes("POS", 80).kind == first_bytes_kind::need_more);
+}
