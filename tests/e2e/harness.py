@@ -268,3 +268,48 @@ def chromium(url, profile: Path, screenshot: Path, window="1280,1400"):
     if keep and screenshot.exists():
         shutil.copy(screenshot, Path(keep) / screenshot.name)
     return dom, shot
+
+
+OKHTTP_CLASSPATH = ["/usr/share/java/okhttp.jar", "/usr/share/java/okio.jar"]
+_okhttp_classes = None
+
+
+def okhttp(*args, prefix=()):
+    """tests/e2e/okhttp/PhoneClient.java on the machine's JVM (compiled once per run): returns
+    (exit code, one output line per request)."""
+    global _okhttp_classes
+    if _okhttp_classes is None:
+        out = Path(tempfile.mkdtemp(prefix="leakscope-okhttp-"))
+        out.chmod(0o755)
+        run(["javac", "-d", str(out), "-cp", ":".join(OKHTTP_CLASSPATH),
+             str(Path(__file__).resolve().parent / "okhttp/PhoneClient.java")])
+        _okhttp_classes = out
+    p = subprocess.run([*prefix, "java", "-cp", ":".join([str(_okhttp_classes), *OKHTTP_CLASSPATH]), "PhoneClient", *args],
+                       capture_output=True, text=True, timeout=120)
+    if p.stderr.strip() and "Exception in thread" in p.stderr:
+        raise AssertionError(p.stderr)
+    return p.returncode, p.stdout.splitlines()
+
+
+def spki_pin(cert_pem: Path):
+    """OkHttp's pin for a certificate: sha256/ of its SubjectPublicKeyInfo, base64."""
+    pub = run(["openssl", "x509", "-in", str(cert_pem), "-pubkey", "-noout"]).stdout
+    der = run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub).stdout
+    digest = run(["openssl", "dgst", "-sha256", "-binary"], input=der).stdout
+    import base64
+    return "sha256/" + base64.b64encode(digest).decode()
+
+
+def wait_for_record(path: Path, predicate, timeout=20.0):
+    """Records reach the session folder through the recorder's writer thread: wait until one
+    matching `predicate` is there (a condition, not a guess at a delay)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                if predicate(record):
+                    return record
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no matching record in {path} after {timeout}s")
+        time.sleep(0.02)

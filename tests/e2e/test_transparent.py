@@ -10,7 +10,7 @@ import subprocess
 import unittest
 from pathlib import Path
 
-from harness import LEAKSCOPE, NGINX, make_ca, make_leaf, run, temp_root
+from harness import LEAKSCOPE, NGINX, make_ca, make_leaf, okhttp, run, temp_root
 
 PHONE4, ROUTER4_PHONE, ROUTER4_ORIGIN, ORIGIN4 = "10.77.1.2", "10.77.1.1", "10.77.2.1", "10.77.2.2"
 PHONE6, ROUTER6_PHONE, ROUTER6_ORIGIN, ORIGIN6 = "fd77:1::2", "fd77:1::1", "fd77:2::1", "fd77:2::2"
@@ -215,6 +215,11 @@ device: {{imei: ["{IMEI}"]}}
             "raw": cls.phone("python3", "-c", PHONE_CLIENT, ORIGIN4, "5222",
                              "<?xml version='1.0'?><stream:stream><dev imei='8654321012", "34564'/></stream:stream>"),
             "ca": cls.phone(*curl, "-x", f"http://{ROUTER4_PHONE}:{cls.port}", "http://leakscope/ca.pem"),
+            # OkHttp with no proxy configured, as an SDK that bypasses the system setting.
+            "okhttp": okhttp("--resolve", f"origin.test:{ORIGIN4}", "--ca", str(cls.proxy_ca),
+                             "get", "https://origin.test/ok/get",
+                             "post", "https://origin.test/ok/post", json.dumps({"device": {"imei": IMEI}}),
+                             prefix=cls.net.cmd(cls.net.phone)),
         }
 
     @classmethod
@@ -272,6 +277,12 @@ device: {{imei: ["{IMEI}"]}}
 
     def test_the_proxy_address_itself_still_serves_the_ca_page(self):
         self.assertIn("BEGIN CERTIFICATE", self.out["ca"])
+
+    def test_okhttp_without_a_proxy_setting_is_intercepted(self):
+        self.assertEqual(self.out["okhttp"], (0, ["200 origin saw origin.test", "200 origin saw origin.test"]))
+        leak = self.leak_for("/ok/post")
+        self.assertEqual((leak["category"], leak["where"]), ("imei", "body.json:$.device.imei"))
+        self.assertEqual(leak["dest"], {"host": "origin.test", "ip": ORIGIN4, "port": 443, "scheme": "https"})
 
 
 if __name__ == "__main__":
