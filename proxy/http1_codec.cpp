@@ -153,7 +153,14 @@ feed_result parser::feed(std::string_view data) {
     n = std::min(n, limits_.max_header_bytes - head_.raw.size());
   }
 
-  const llhttp_errno_t err = llhttp_execute(&parser_, data.data(), n);
+  llhttp_errno_t err = llhttp_execute(&parser_, data.data(), n);
+  if (err == HPE_PAUSED_UPGRADE && kind_ == message_kind::request && head_.method != "CONNECT") {
+    // llhttp stops after any request carrying Upgrade, but only the server's 101 switches
+    // protocols, and that is the response parser's to see: until then the bytes are HTTP.
+    const char* at = llhttp_get_error_pos(&parser_);
+    llhttp_resume_after_upgrade(&parser_);
+    err = llhttp_execute(&parser_, at, n - static_cast<std::size_t>(at - data.data()));
+  }
   std::size_t consumed = n;
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
     consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data.data());
@@ -250,6 +257,39 @@ std::string parser::error_reason() const {
       break;
   }
   return "";
+}
+
+std::vector<std::string_view> list_elements(std::string_view value) {
+  std::vector<std::string_view> out;
+  while (true) {
+    const auto comma = value.find(',');
+    auto item = value.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) {
+      item.remove_prefix(1);
+    }
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) {
+      item.remove_suffix(1);
+    }
+    if (!item.empty()) {
+      out.push_back(item);
+    }
+    if (comma == std::string_view::npos) {
+      return out;
+    }
+    value.remove_prefix(comma + 1);
+  }
+}
+
+bool list_has(std::string_view value, std::string_view token) {
+  for (const auto item : list_elements(value)) {
+    if (item.size() == token.size() &&
+        std::equal(item.begin(), item.end(), token.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+        })) {
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace leakscope::proxy::http1

@@ -41,6 +41,12 @@ struct message_head {
   bool has_header(std::string_view name) const;
 };
 
+// The elements of a comma-separated header list (RFC 9110 §5.6.1), trimmed, as written:
+// "Upgrade, HTTP2-Settings" -> {"Upgrade", "HTTP2-Settings"}. Empty elements are dropped.
+std::vector<std::string_view> list_elements(std::string_view value);
+// Whether such a list holds `token`, compared case-insensitively.
+bool list_has(std::string_view value, std::string_view token);
+
 enum class message_kind { request, response };
 
 enum class codec_error {

@@ -7,6 +7,7 @@
 #include "proxy/client_hello.hpp"
 #include "proxy/http1_codec.hpp"
 #include "proxy/upstream.hpp"
+#include "proxy/websocket.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -273,12 +274,33 @@ std::optional<absolute_url> parse_absolute(const std::string& target) {
 
 // The head sent upstream for an absolute-form request: origin-form target, hop-by-hop proxy
 // headers dropped (RFC 9112 §3.2.2; Proxy-Connection is a pre-standard relic).
+// Whether a request asks to switch to cleartext HTTP/2 (RFC 7540 §3.2; removed in RFC 9113).
+bool asks_for_h2c(const http1::message_head& head) { return http1::list_has(head.header("upgrade"), "h2c"); }
+
+// The head as forwarded: origin-form, without the hop-by-hop headers meant for the proxy, and
+// without an Upgrade to h2c, which would turn the connection into HTTP/2 that leakscope does not
+// inspect; the server then answers in HTTP/1.1 as if no upgrade had been offered.
 std::string origin_form_head(const http1::message_head& head, const std::string& origin_form) {
+  const bool h2c = asks_for_h2c(head);
   std::string out = head.method + " " + origin_form + " HTTP/" + std::to_string(head.version_major) + "." +
                     std::to_string(head.version_minor) + "\r\n";
   for (const auto& h : head.headers) {
     const auto name = lower(h.name);
-    if (name == "proxy-connection" || name == "proxy-authorization") {
+    if (name == "proxy-connection" || name == "proxy-authorization" ||
+        (h2c && (name == "upgrade" || name == "http2-settings"))) {
+      continue;
+    }
+    if (h2c && name == "connection") {
+      std::string kept;
+      for (const auto token : http1::list_elements(h.value)) {
+        const auto t = lower(std::string(token));
+        if (t != "upgrade" && t != "http2-settings") {
+          kept += (kept.empty() ? "" : ", ") + std::string(token);
+        }
+      }
+      if (!kept.empty()) {
+        out += h.name + ": " + kept + "\r\n";
+      }
       continue;
     }
     out += h.name + ": " + h.value + "\r\n";
@@ -466,6 +488,7 @@ struct exchange {
   // Runs the detectors over the request once; every path that ends the flow calls it first, so
   // leaks are on disk before the flow that refers to them and a cut-off request is still seen.
   std::function<void(captures::flow_record&)> inspect;
+  connection* conn = nullptr;
   const http1::parser* req = nullptr;  // for the exchange record (HAR): heads and the kept body
   const http1::parser* res = nullptr;
   captures::http_tap* plain = nullptr;  // decrypted.pcapng
@@ -521,6 +544,74 @@ void finish(services& sv, exchange& x, std::optional<captures::typed_error> erro
 
 enum class response_end { final, interim, failed, upgraded };
 
+// After a 101 to "websocket": frames are relayed untouched both ways, and a copy of the phone's
+// is reassembled into messages (unmasked, defragmented, inflated) for the detectors. The
+// session is its own flow ("websocket"), written when it ends, after its leaks; each leak's
+// `where` starts with "ws".
+template <class Client, class Upstream>
+awaitable<void> relay_websocket(services& sv, connection& conn, Client& client, Upstream& upstream,
+                                const websocket::options& negotiated, const exchange& upgrade) {
+  auto flow = new_flow(sv, conn);
+  flow.kind = "websocket";
+  flow.method = upgrade.flow.method;
+  flow.url = upgrade.flow.url;
+  const auto started = steady::now();
+  websocket::options o = negotiated;
+  o.max_message = sv.cfg.capture.max_inspect_body;
+  o.max_decoded = sv.cfg.limits.max_decoded_body;
+  websocket::reader reader(o);
+  const auto& target = upgrade.req->head().target;
+  const std::string path = target.substr(0, target.find('?'));
+  // Leaks point at the phone's TLS frames; decrypted.pcapng holds HTTP exchanges only.
+  connection frames = conn;
+  frames.plain = nullptr;
+  std::size_t messages = 0;
+  std::set<std::string> incomplete;
+  std::vector<websocket::message> done;
+  const std::function<void(std::string_view)> scan = [&](std::string_view data) {
+    if (reader.failed()) {
+      return;
+    }
+    done.clear();
+    reader.feed(data, done);
+    for (const auto& m : done) {
+      ++messages;
+      detectors::http_request request;
+      request.method = flow.method;
+      request.scheme = conn.dest.scheme;
+      request.host = conn.dest.host;
+      request.body = m.data;
+      request.body_truncated = m.truncated;
+      auto result = sv.detector.inspect(request);
+      for (auto& f : result.findings) {
+        f.where = "ws" + (f.where.rfind("body", 0) == 0 ? f.where.substr(4) : ":" + f.where);
+        if (m.compressed) {
+          f.encoding.insert(f.encoding.begin(), "permessage-deflate");
+        }
+      }
+      incomplete.insert(result.incomplete.begin(), result.incomplete.end());
+      if (m.decode_error) {
+        incomplete.insert("decode_error");
+      }
+      if (!result.findings.empty()) {
+        write_leaks(sv, frames, flow, result, flow.method, path);
+      }
+    }
+  };
+  const std::vector<captures::leg_tap*> no_taps;
+  const auto [up, down] = co_await relay_raw(sv, client, upstream, no_taps, scan);
+  flow.bytes_up = up;
+  flow.bytes_down = down;
+  flow.total_ms = ms_since(started);
+  flow.incomplete.assign(incomplete.begin(), incomplete.end());
+  flow.note = std::to_string(messages) + " messages from the client" + (o.deflate ? ", permessage-deflate" : "");
+  if (reader.failed()) {
+    flow.error = captures::typed_error{"ws_protocol_error", "client frames stopped making sense (" + reader.error() +
+                                                                "); relayed, not inspected from there on"};
+  }
+  sv.recorder.write(flow);
+}
+
 // Relays response messages from the origin to the client until the final one (or, with
 // `stop_at_interim`, the first 1xx) is complete. Every end but `interim` finishes the flow.
 template <class Client, class Upstream>
@@ -559,6 +650,11 @@ awaitable<response_end> relay_response(services& sv, exchange& x, Client& client
           x.flow.bytes_down += ubuf.size();
           ubuf.clear();
           finish(sv, x, std::nullopt, true);
+          if (const auto ws = websocket::negotiated(x.req->head(), res.head())) {
+            const websocket::options o = *ws;
+            co_await relay_websocket(sv, *x.conn, client, upstream, o, x);
+            co_return response_end::upgraded;
+          }
           const std::vector<captures::leg_tap*> no_taps;
           const std::function<void(std::string_view)> no_scan;
           co_await relay_raw(sv, client, upstream, no_taps, no_scan);
@@ -658,6 +754,7 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
   }
   res.expect_response_to(req.head().method);
   x.inspect = [&](captures::flow_record& flow) { record_leaks(sv, conn, flow, req, origin_form); };
+  x.conn = &conn;
   x.req = &req;
   x.res = &res;
   x.plain = conn.plain;
@@ -863,8 +960,9 @@ awaitable<unsigned> serve_tunnel_http(services& sv, connection& conn, Client& cl
                               conn.dest.scheme + "://" + conn.dest.host + target);
       co_return served;
     }
-    const auto outcome = co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, res,
-                                                 req.head().raw, target);
+    // Forwarded as sent, byte for byte, unless it offers an upgrade to h2c.
+    const std::string head_out = asks_for_h2c(req.head()) ? origin_form_head(req.head(), target) : req.head().raw;
+    const auto outcome = co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, res, head_out, target);
     if (!outcome.reuse) {
       co_return served;
     }

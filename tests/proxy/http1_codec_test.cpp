@@ -94,6 +94,12 @@ const std::vector<fixture>& fixtures() {
        "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
        "head GET /1 [Host: x] raw=28\ncomplete body= size=0 keep-alive\n"
        "head GET /2 [Host: x] [Connection: close] raw=47\ncomplete body= size=0 close\n"},
+      {"Upgrade requests stay HTTP until a 101 says otherwise", message_kind::request,
+       "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+       "GET /2 HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nokGET /3 HTTP/1.1\r\n\r\n",
+       "head GET /ws [Connection: Upgrade] [Upgrade: websocket] raw=61\ncomplete body= size=0 keep-alive\n"
+       "head GET /2 [Connection: Upgrade] [Upgrade: h2c] [Content-Length: 2] raw=73\ncomplete body=ok size=2 keep-alive\n"
+       "head GET /3 raw=19\ncomplete body= size=0 keep-alive\n"},
       {"HTTP/1.0 closes", message_kind::request, "GET http://x/ HTTP/1.0\r\n\r\n",
        "head GET http://x/ raw=26\ncomplete body= size=0 close\n"},
       {"CONNECT keeps the bytes after it", message_kind::request,
