@@ -112,8 +112,8 @@ server::server(const config::config& cfg, const certs::certificate_authority& ca
       leaves_(ca, leaf_cache_capacity),
       acceptor_(io_),
       control_acceptor_(io_) {
-  services_ = std::unique_ptr<services>(
-      new services{cfg, ca, leaves_, detector, attribution, recorder, timeline, client_facing_, upstream_tls_});
+  services_ = std::make_unique<services>(cfg, ca, leaves_, detector, attribution, recorder, timeline, client_facing_,
+                                         upstream_tls_);
   control_ = std::make_unique<control_context>(control_context{cfg, ca, timeline, std::move(control_token)});
   // Both legs' secrets go to keys.log: the phone side to read the capture as the phone saw it,
   // the origin side to check what reached the server.

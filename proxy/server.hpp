@@ -37,6 +37,12 @@ class rejected_hosts {
 
 // Everything a session needs, shared by all of them. Each member is thread-safe or immutable.
 struct services {
+  services(const config::config& c, const certs::certificate_authority& a, certs::leaf_cache& l,
+           const detectors::engine& d, const detectors::attributor& at, captures::recorder& r, captures::timeline& t,
+           boost::asio::ssl::context& phone_side, boost::asio::ssl::context& origin_side)
+      : cfg(c), ca(a), leaves(l), detector(d), attribution(at), recorder(r), timeline(t), client_facing(phone_side),
+        upstream_tls(origin_side) {}
+
   const config::config& cfg;
   const certs::certificate_authority& ca;
   certs::leaf_cache& leaves;
