@@ -1203,6 +1203,12 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   if (conn.sni.size() > 1 && conn.sni.back() == '.') {
     conn.sni.pop_back();
   }
+  // Some Go clients put the URL's host:port in the SNI (RFC 6066 §3 allows a name only); the
+  // port of the destination itself is read past rather than failing the connection.
+  if (const auto suffix = ":" + std::to_string(conn.dest.port);
+      conn.sni.size() > suffix.size() && conn.sni.compare(conn.sni.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    conn.sni.resize(conn.sni.size() - suffix.size());
+  }
   if (conn.transparent && !conn.sni.empty()) {
     conn.dest.host = conn.sni;
   }

@@ -247,6 +247,26 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertEqual(len(flows), 1)
         self.assertEqual(flows[0]["error"]["type"], "tls_client_rejected", flows[0]["error"]["detail"])
 
+    def test_sni_with_the_destination_port_is_read_without_it(self):
+        """Go's net/http with ServerName = req.Host sends "name:port" (hey does)."""
+        self.start()
+        ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
+        ctx.check_hostname = False  # the name checked below is the one leakscope minted for
+        authority = f"api.example.test:{self.origin.tls_port}"
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
+            raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+            self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
+            with ctx.wrap_socket(raw, server_hostname=authority) as tls:
+                names = [v for k, v in tls.getpeercert()["subjectAltName"]]
+                tls.sendall(b"GET /index.html HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := tls.recv(4096):
+                    answer += chunk
+        self.assertEqual(names, ["api.example.test"])
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:100])
+        flows, _ = self.stop_and_check()
+        self.assertEqual((flows[0]["sni"], flows[0]["status"]), ("api.example.test", 200))
+
     def test_expect_100_continue_is_relayed_before_the_body(self):
         self.start()
         payload = "imei=" + IMEI + "&pad=" + "y" * 4000
