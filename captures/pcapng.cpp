@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <bit>
 #include <cstring>
 
 namespace leakscope::captures::pcapng {
@@ -57,15 +58,30 @@ std::uint32_t get32(std::string_view s, std::size_t at) {
   return v;
 }
 
-// RFC 1071 ones' complement sum.
+// RFC 1071 ones' complement sum of big-endian 16-bit words, added to `sum`. Every captured
+// segment is summed, so it is done 8 bytes at a time in host order: the ones' complement sum
+// does not depend on byte order except for a final swap (RFC 1071 §2(B)).
 std::uint32_t sum16(std::string_view data, std::uint32_t sum = 0) {
-  for (std::size_t i = 0; i + 1 < data.size(); i += 2) {
-    sum += (static_cast<std::uint8_t>(data[i]) << 8) | static_cast<std::uint8_t>(data[i + 1]);
+  static_assert(std::endian::native == std::endian::little);
+  std::uint64_t acc = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= data.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, data.data() + i, 8);
+    acc += (w & 0xffffffffu) + (w >> 32);  // each term < 2^33: no overflow below 2^31 words
   }
-  if (data.size() % 2 != 0) {
-    sum += static_cast<std::uint8_t>(data.back()) << 8;
+  for (; i + 2 <= data.size(); i += 2) {
+    std::uint16_t w;
+    std::memcpy(&w, data.data() + i, 2);
+    acc += w;
   }
-  return sum;
+  if (i < data.size()) {
+    acc += static_cast<std::uint8_t>(data[i]);  // the odd byte, zero-padded, in host order
+  }
+  while (acc >> 16) {
+    acc = (acc & 0xffff) + (acc >> 16);
+  }
+  return sum + static_cast<std::uint32_t>(((acc & 0xff) << 8) | (acc >> 8));
 }
 
 std::uint16_t fold(std::uint32_t sum) {

@@ -66,6 +66,13 @@ constexpr auto group_commit = std::chrono::milliseconds(100);
 // Past this much unwritten data, producers wait for the disk: the proxy slows down rather than
 // buffer without bound or drop evidence.
 constexpr std::size_t max_queued_bytes = 4u << 20;
+// The writer wakes for a batch, not for each record: once woken it lets records gather for up
+// to `linger` or `wake_bytes`, whichever comes first. Each wake-up is a context switch that the
+// proxy's threads would otherwise pay per record.
+constexpr auto linger = std::chrono::milliseconds(2);
+constexpr std::size_t wake_bytes = 256u << 10;
+// A file's lines are written together up to this size.
+constexpr std::size_t max_pending_write = 1u << 20;
 const char* const file_names[] = {"flows.jsonl", "leaks.jsonl", "marks.jsonl", "keys.log", "exchanges.jsonl",
                                   "traffic.pcapng", "decrypted.pcapng"};
 
@@ -130,17 +137,22 @@ std::uint64_t recorder::enqueue_packet(file_id file, std::string block, bool is_
   std::unique_lock lock(mutex_);
   // Numbered under the same lock that orders the queue: the number is the place in the file.
   const std::uint64_t frame = enqueue_locked(lock, {file, std::move(block), {}, {}}, is_packet ? &frames_[file] : nullptr);
+  const bool wake = writer_waiting_ || queued_bytes_ >= wake_bytes;
   lock.unlock();
-  cv_.notify_one();
+  if (wake) {
+    cv_.notify_one();
+  }
   return frame;
 }
 
 void recorder::enqueue(item it) {
-  {
-    std::unique_lock lock(mutex_);
-    enqueue_locked(lock, std::move(it));
+  std::unique_lock lock(mutex_);
+  enqueue_locked(lock, std::move(it));
+  const bool wake = writer_waiting_ || queued_bytes_ >= wake_bytes;
+  lock.unlock();
+  if (wake) {
+    cv_.notify_one();
   }
-  cv_.notify_one();
 }
 
 std::uint64_t recorder::enqueue_locked(std::unique_lock<std::mutex>& lock, item it, std::uint64_t* frame_counter) {
@@ -255,18 +267,53 @@ void recorder::sync_dirty() {
   last_sync_ = std::chrono::steady_clock::now();
 }
 
+struct recorder::pending_writes {
+  std::string bytes[file_count];
+  std::vector<item> items[file_count];
+};
+
+void recorder::flush(pending_writes& p, int file) {
+  if (p.items[file].empty()) {
+    return;
+  }
+  const bool written = append(fds_[file], p.bytes[file]);
+  dirty_[file] = dirty_[file] || written;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& it : p.items[file]) {
+      count(it, written);
+    }
+  }
+  p.bytes[file].clear();
+  p.items[file].clear();
+}
+
 void recorder::run() {
   std::deque<item> batch;
+  pending_writes pending;
   std::string head = chain_start;  // the writer's own copy of the chain head
+  auto flush_all_but = [&](int keep) {
+    for (int f = 0; f < file_count; ++f) {
+      if (f != keep) {
+        flush(pending, f);
+      }
+    }
+  };
   while (true) {
     {
       std::unique_lock lock(mutex_);
       const bool pending_sync = std::any_of(std::begin(dirty_), std::end(dirty_), [](bool d) { return d; });
+      writer_waiting_ = true;
       if (pending_sync) {
         // Wake for the group commit even when nothing new arrives.
         cv_.wait_until(lock, last_sync_ + group_commit, [&] { return closing_ || !queue_.empty(); });
       } else {
         cv_.wait(lock, [&] { return closing_ || !queue_.empty(); });
+      }
+      writer_waiting_ = false;
+      if (!queue_.empty() && !closing_ && queued_bytes_ < wake_bytes) {
+        cv_.wait_until(lock, std::chrono::steady_clock::now() + linger,
+                       [&] { return closing_ || queued_bytes_ >= wake_bytes; });
       }
       if (queue_.empty() && closing_) {
         lock.unlock();
@@ -278,8 +325,14 @@ void recorder::run() {
     }
     space_.notify_all();
     // Producers keep queueing while this batch is written: the disk never blocks the proxy.
+    // Lines of one file are written together, but never past a line of another file that
+    // refers to them: a leak follows the frames it names, a flow its leaks and exchange.
     for (auto& it : batch) {
+      if (it.file == flows_file || it.file == leaks_file) {
+        flush_all_but(it.file);
+      }
       if (!healthy_.load() && it.file == flows_file) {
+        flush(pending, flows_file);
         // Writing works again? Say first, in the flows log, what was lost and since when.
         std::string lost, since, why;
         {
@@ -305,11 +358,17 @@ void recorder::run() {
         it.line.insert(it.line.size() - 2, ",\"prev_hash\":\"" + head + "\"");
         head = sha256_hex(it.line);
       }
-      const bool written = append(fds_[it.file], it.line);
-      dirty_[it.file] = dirty_[it.file] || written;
-      std::lock_guard lock(mutex_);
-      count(it, written);
+      const int f = it.file;
+      pending.bytes[f] += it.line;
+      if (f != leaks_file) {
+        it.line.clear();  // the bytes live on in the buffer; count() reads only a leak's line
+      }
+      pending.items[f].push_back(std::move(it));
+      if (pending.bytes[f].size() >= max_pending_write) {
+        flush(pending, f);
+      }
     }
+    flush_all_but(-1);
     batch.clear();
     if (std::chrono::steady_clock::now() - last_sync_ >= group_commit) {
       sync_dirty();

@@ -85,6 +85,9 @@ class recorder {
   // lock, so numbers and queue order agree. Returns the number, or 0.
   std::uint64_t enqueue_locked(std::unique_lock<std::mutex>& lock, item it, std::uint64_t* frame_counter = nullptr);
   void run();
+  // The writer's per-file buffers: lines of one file written with one write(2).
+  struct pending_writes;
+  void flush(pending_writes& p, int file);
   bool append(int fd, const std::string& line);
   void count(const item& it, bool written);  // caller holds mutex_
   void sync_dirty();
@@ -101,6 +104,7 @@ class recorder {
   std::deque<item> queue_;
   std::size_t queued_bytes_ = 0;
   bool closing_ = false;  // close() called: the writer drains the queue and exits
+  bool writer_waiting_ = false;  // the writer sleeps until the queue is not empty: wake it
   bool stopped_ = false;  // the writer has exited: later records are written synchronously
   session_summary summary_;
   std::atomic<bool> healthy_{true};

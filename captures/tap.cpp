@@ -2,6 +2,15 @@
 
 namespace leakscope::captures {
 
+namespace {
+
+// Each read becomes one segment of up to this size, as captures taken with segmentation offload
+// show them (IPv4's 16-bit length bounds it): a 1,460-byte MSS would mean 45 times the packets,
+// and the writer's time goes per packet.
+constexpr std::size_t capture_segment = 65'000;
+
+}  // namespace
+
 leg_tap::leg_tap(recorder& rec, std::uint32_t interface, const std::string& client_ip, std::uint16_t client_port,
                  const std::string& server_ip, std::uint16_t server_port)
     : recorder_(rec), interface_(interface) {
@@ -52,7 +61,7 @@ void leg_tap::release() {
 
 void leg_tap::data(bool from_client, std::string_view bytes) {
   if (connection_ && !closed_ && !bytes.empty()) {
-    emit(connection_->send(from_client, bytes), from_client);
+    emit(connection_->send(from_client, bytes, capture_segment), from_client);
   }
 }
 
@@ -96,7 +105,7 @@ void http_tap::request(std::string_view bytes) {
   // Hold back only the newest chunk: memory stays one read, whatever the body's size.
   if (!pending_.empty()) {
     const auto t = now_us();
-    for (const auto& f : connection_->send(true, pending_)) {
+    for (const auto& f : connection_->send(true, pending_, capture_segment)) {
       recorder_.write_decrypted(pcapng::enhanced_packet(0, t, f));
     }
   }
@@ -107,7 +116,7 @@ std::uint64_t http_tap::end_request(const std::string& comment) {
   if (!connection_ || pending_.empty()) {
     return 0;
   }
-  const auto frames = connection_->send(true, pending_);
+  const auto frames = connection_->send(true, pending_, capture_segment);
   pending_.clear();
   const auto t = now_us();
   std::uint64_t last = 0;
@@ -123,7 +132,7 @@ void http_tap::response(std::string_view bytes) {
   }
   end_request({});  // an interim 100 Continue can come before the body is complete
   const auto t = now_us();
-  for (const auto& f : connection_->send(false, bytes)) {
+  for (const auto& f : connection_->send(false, bytes, capture_segment)) {
     recorder_.write_decrypted(pcapng::enhanced_packet(0, t, f));
   }
 }
