@@ -43,6 +43,13 @@ parser::parser(message_kind kind, codec_limits limits) : kind_(kind), limits_(li
 
 bool parser::chunked() const { return (parser_.flags & F_CHUNKED) != 0; }
 
+void parser::release_memory() {
+  if (!in_message_) {
+    std::string().swap(body_);
+    std::string().swap(head_.raw);
+  }
+}
+
 int parser::on_message_begin(llhttp_t* p) {
   auto& s = self(p);
   s.head_ = {};

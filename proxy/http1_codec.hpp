@@ -88,6 +88,9 @@ class parser {
   void set_body_cap(std::size_t cap) { body_cap_ = cap; }
 
   const message_head& head() const { return head_; }
+  // Between messages: gives back the previous message's body and head storage (an idle
+  // connection should not hold the last upload's megabytes).
+  void release_memory();
   const std::string& body() const { return body_; }
   std::uint64_t body_size() const { return body_size_; }
   bool body_truncated() const { return body_size_ > body_.size(); }

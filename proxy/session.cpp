@@ -44,6 +44,7 @@ using steady = std::chrono::steady_clock;
 namespace {
 
 constexpr std::size_t read_chunk = 64 * 1024;
+constexpr std::size_t idle_read_chunk = 2 * 1024;
 // How long a transparently redirected connection may stay silent before it is taken for a
 // protocol where the server speaks first.
 constexpr std::chrono::milliseconds first_bytes_wait{2'000};
@@ -78,14 +79,15 @@ std::string lower(std::string s) {
   return s;
 }
 
-// Appends what the peer sends next to `buf`, under `timeout`.
+// Appends what the peer sends next to `buf`, under `timeout`, reading up to `chunk` bytes.
 template <class Stream>
-awaitable<error_code> read_more(Stream& s, std::string& buf, std::chrono::milliseconds timeout) {
+awaitable<error_code> read_more(Stream& s, std::string& buf, std::chrono::milliseconds timeout,
+                                std::size_t chunk = read_chunk) {
   beast::get_lowest_layer(s).expires_after(timeout);
   const std::size_t old = buf.size();
-  buf.resize(old + read_chunk);
+  buf.resize(old + chunk);
   error_code ec;
-  const std::size_t n = co_await s.async_read_some(net::buffer(buf.data() + old, read_chunk), use_ec(ec));
+  const std::size_t n = co_await s.async_read_some(net::buffer(buf.data() + old, chunk), use_ec(ec));
   buf.resize(old + n);
   if (!ec && n == 0) {
     ec = net::error::eof;
@@ -382,6 +384,16 @@ std::string host_header_name(const http1::message_head& head, const std::string&
   return fallback;
 }
 
+// After an exchange, before the connection waits for the next request: the buffers sized for
+// its bodies go back.
+void idle_between_exchanges(http1::parser& req, http1::parser& res, std::string& ubuf) {
+  req.release_memory();
+  res.release_memory();
+  if (ubuf.empty()) {
+    ubuf.shrink_to_fit();
+  }
+}
+
 enum class head_read { ok, closed, timeout, invalid };
 
 // Reads until the parser has a complete request head. `closed` means the client went away
@@ -407,6 +419,16 @@ awaitable<head_read> read_request_head(services& sv, Client& client, std::string
       if (r.head_complete) {
         co_return head_read::ok;
       }
+    }
+    if (!started && cbuf.empty()) {
+      // Between requests a connection may idle for minutes, and apps keep many: it waits with
+      // a small buffer, and the bulk-sized ones of the last exchange go back.
+      cbuf.shrink_to_fit();
+      const auto ec = co_await read_more(client, cbuf, t.idle, idle_read_chunk);
+      if (ec) {
+        co_return ec == beast::error::timeout || cbuf.empty() ? head_read::closed : head_read::invalid;
+      }
+      continue;
     }
     const auto ec = co_await read_more(client, cbuf, started ? remaining(first_byte, t.headers) : t.idle);
     if (ec) {
@@ -966,6 +988,7 @@ awaitable<unsigned> serve_tunnel_http(services& sv, connection& conn, Client& cl
     if (!outcome.reuse) {
       co_return served;
     }
+    idle_between_exchanges(req, res, ubuf);
   }
 }
 
@@ -1023,6 +1046,7 @@ awaitable<void> serve_plain_http(services& sv, connection& conn, beast::tcp_stre
     if (!outcome.reuse) {
       co_return;
     }
+    idle_between_exchanges(req, *res, ubuf);
   }
 }
 

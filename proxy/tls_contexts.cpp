@@ -55,6 +55,8 @@ ssl::context make_client_facing_context() {
   SSL_CTX* native = ctx.native_handle();
   SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
   SSL_CTX_set_options(native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // Idle connections (an app keeps dozens open) give their record buffers back.
+  SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_alpn_select_cb(native, select_http11, nullptr);
   SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_SERVER);
   return ctx;
@@ -65,6 +67,7 @@ ssl::context make_upstream_context(const config::upstream_config& upstream) {
   SSL_CTX* native = ctx.native_handle();
   SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
   SSL_CTX_set_options(native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_alpn_protos(native, http11, sizeof http11 - 1);
   if (!upstream.verify) {
     ctx.set_verify_mode(ssl::verify_none);
