@@ -120,6 +120,8 @@ server::server(const config::config& cfg, const certs::certificate_authority& ca
   key_sink_ = [&recorder](const char* line) { recorder.write_key(line); };
   log_tls_secrets(client_facing_, &key_sink_);
   log_tls_secrets(upstream_tls_, &key_sink_);
+  sessions_.attach(upstream_tls_);
+  services_->sessions = &sessions_;
   bind_listener(acceptor_, cfg.listen.address, cfg.listen.port, "listen.port");
   bind_listener(control_acceptor_, cfg.control.address, cfg.control.port, "control.port");
   services_->listen_endpoint = acceptor_.local_endpoint();

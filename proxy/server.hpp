@@ -4,6 +4,7 @@
 #include "captures/recorder.hpp"
 #include "captures/timeline.hpp"
 #include "proxy/control.hpp"
+#include "proxy/tls_contexts.hpp"
 #include "certs/leaf.hpp"
 #include "config/config.hpp"
 #include "detectors/attribution.hpp"
@@ -52,6 +53,7 @@ struct services {
   captures::timeline& timeline;
   boost::asio::ssl::context& client_facing;
   boost::asio::ssl::context& upstream_tls;
+  upstream_sessions* sessions = nullptr;  // resumption toward origins
   rejected_hosts rejected;
   boost::asio::ip::tcp::endpoint listen_endpoint;
   std::atomic<std::uint64_t> next_flow{1};
@@ -85,6 +87,7 @@ class server {
 
  private:
   boost::asio::io_context io_;
+  upstream_sessions sessions_;  // before the context that points at it, so it outlives it
   boost::asio::ssl::context client_facing_;
   boost::asio::ssl::context upstream_tls_;
   certs::leaf_cache leaves_;

@@ -84,4 +84,64 @@ ssl::context make_upstream_context(const config::upstream_config& upstream) {
   return ctx;
 }
 
+namespace {
+
+// The cache a context feeds, and the key of each connection (owned by the SSL object: tickets
+// arrive after the handshake, for as long as the connection lives).
+int cache_index() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+void free_key(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<std::string*>(ptr); }
+
+int key_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, free_key);
+  return index;
+}
+
+}  // namespace
+
+void upstream_sessions::attach(ssl::context& ctx) {
+  SSL_CTX* native = ctx.native_handle();
+  SSL_CTX_set_ex_data(native, cache_index(), this);
+  // The context's own store is keyed by session id, useless to a client: sessions live here.
+  SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(native, on_new_session);
+}
+
+void upstream_sessions::prepare(SSL* ssl, const std::string& key) {
+  SSL_set_ex_data(ssl, key_index(), new std::string(key));
+  std::lock_guard lock(mutex_);
+  const auto it = sessions_.find(key);
+  if (it != sessions_.end()) {
+    // A copy again, or this connection's end would spoil the cached one for the next.
+    if (SSL_SESSION* offer = SSL_SESSION_dup(it->second.get())) {
+      SSL_set_session(ssl, offer);
+      SSL_SESSION_free(offer);
+    }
+  }
+}
+
+int upstream_sessions::on_new_session(SSL* ssl, SSL_SESSION* session) {
+  auto* self = static_cast<upstream_sessions*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), cache_index()));
+  const auto* key = static_cast<const std::string*>(SSL_get_ex_data(ssl, key_index()));
+  if (self == nullptr || key == nullptr) {
+    return 0;
+  }
+  // A copy: OpenSSL marks the connection's own session unresumable when the connection ends
+  // without close_notify, which is how most upstream connections end (TLS 1.1 and later allow
+  // resuming those, RFC 4346 §7.2.1).
+  SSL_SESSION* copy = SSL_SESSION_dup(session);
+  if (copy == nullptr) {
+    return 0;
+  }
+  std::lock_guard lock(self->mutex_);
+  if (self->sessions_.size() >= self->capacity_ && self->sessions_.count(*key) == 0) {
+    self->sessions_.erase(self->sessions_.begin());  // bounded; which one goes matters little
+  }
+  self->sessions_[*key].reset(copy);
+  return 0;  // OpenSSL keeps its reference to the original
+}
+
 }  // namespace leakscope::proxy

@@ -5,7 +5,13 @@
 
 #include <boost/asio/ssl/context.hpp>
 
+#include <openssl/ssl.h>
+
 #include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
 
 namespace leakscope::proxy {
 
@@ -20,5 +26,27 @@ void log_tls_secrets(boost::asio::ssl::context& ctx, std::function<void(const ch
 // The context that dials origins: TLS >= 1.2, peers verified against the system store plus
 // `upstream.extra_ca` (unless upstream.verify is false). Throws on an unreadable extra CA.
 boost::asio::ssl::context make_upstream_context(const config::upstream_config& upstream);
+
+// TLS sessions the origins issued, by "name:port", so the next connection to an origin resumes
+// instead of repeating the full handshake and certificate check (most SDK traffic is many short
+// connections to a few hosts). Bounded; thread-safe. Attached to the upstream context, which
+// hands it every ticket it receives.
+class upstream_sessions {
+ public:
+  explicit upstream_sessions(std::size_t capacity = 4096) : capacity_(capacity) {}
+  // Installs the callbacks on `ctx`; the cache must outlive it.
+  void attach(boost::asio::ssl::context& ctx);
+  // Before the handshake: names the connection and offers a session for it, if one is cached.
+  void prepare(SSL* ssl, const std::string& key);
+
+ private:
+  static int on_new_session(SSL* ssl, SSL_SESSION* session);
+  struct free_session {
+    void operator()(SSL_SESSION* s) const { SSL_SESSION_free(s); }
+  };
+  std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<SSL_SESSION, free_session>> sessions_;
+  std::size_t capacity_;
+};
 
 }  // namespace leakscope::proxy

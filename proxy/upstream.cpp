@@ -171,6 +171,11 @@ net::awaitable<std::optional<upstream_failure>> upstream_handshake(services& sv,
     SSL_set_tlsext_host_name(ssl, server_name.c_str());
     SSL_set1_host(ssl, server_name.c_str());
   }
+  if (sv.sessions != nullptr) {
+    boost::system::error_code ignored;
+    const auto remote = beast::get_lowest_layer(stream).socket().remote_endpoint(ignored);
+    sv.sessions->prepare(ssl, server_name + "@" + remote.address().to_string() + ":" + std::to_string(remote.port()));
+  }
   beast::get_lowest_layer(stream).expires_after(sv.cfg.limits.timeouts.handshake);
   boost::system::error_code ec;
   co_await stream.async_handshake(net::ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));

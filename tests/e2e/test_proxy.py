@@ -267,6 +267,16 @@ class ProxyEndToEnd(OriginTestCase):
         flows, _ = self.stop_and_check()
         self.assertEqual((flows[0]["sni"], flows[0]["status"]), ("api.example.test", 200))
 
+    def test_the_next_connection_to_an_origin_resumes_its_tls_session(self):
+        self.start()
+        for i in range(3):
+            _, body, _ = self.through("--data-binary", "n=" + str(i), self.https("sdk.umeng.com") + f"/echo/resume{i}")
+            self.assertEqual(body, b"received\n")
+        reused = {b["uri"]: b["reused"] for b in self.origin.bodies() if b["uri"].startswith("/echo/resume")}
+        self.assertEqual(reused, {"/echo/resume0": ".", "/echo/resume1": "r", "/echo/resume2": "r"})
+        flows, _ = self.stop_and_check()
+        self.assertEqual([f["status"] for f in flows], [200, 200, 200])
+
     def test_expect_100_continue_is_relayed_before_the_body(self):
         self.start()
         payload = "imei=" + IMEI + "&pad=" + "y" * 4000
