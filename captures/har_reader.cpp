@@ -102,10 +102,13 @@ std::vector<har_request> read_har(const std::string& text, std::vector<std::stri
   if (!doc.is_object() || !doc.contains("log") || !doc["log"].is_object()) {
     throw har_error("no \"log\" object: not a HAR file");
   }
-  const auto& entries = doc["log"]["entries"];
-  if (!entries.is_array()) {
+  // A const json's operator[] on a missing key is undefined behaviour (it read past the
+  // object for {"log":{}}; found by AddressSanitizer): look the key up.
+  const auto found = doc["log"].find("entries");
+  if (found == doc["log"].end() || !found->is_array()) {
     throw har_error("log.entries is missing or not a list");
   }
+  const auto& entries = *found;
   std::vector<har_request> out;
   out.reserve(entries.size());
   for (std::size_t i = 0; i < entries.size(); ++i) {

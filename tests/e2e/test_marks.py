@@ -99,7 +99,8 @@ class Marks(OriginTestCase):
             if line.startswith("mark background"):
                 break
         proxy.stop()
-        self.assertEqual([(m["kind"], m["source"]) for m in proxy.marks()], [("consent", "terminal"), ("background", "terminal")])
+        self.assertEqual([(m["kind"], m["source"]) for m in proxy.marks()], [("consent", "terminal"), ("background", "terminal")],
+                         f"exit {proxy.proc.returncode}; stdout: {proxy.summary[-800:]}; stderr: {proxy.stderr[-2000:]}")
 
 
 if __name__ == "__main__":
