@@ -2,8 +2,9 @@
 BUILD ?= build
 CONFIG ?= config/leakscope.yaml
 JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
 
-.PHONY: deps build run test test-sanitize clean
+.PHONY: deps build run test test-sanitize fuzz clean
 
 deps:
 	scripts/install-deps
@@ -25,5 +26,10 @@ test-sanitize: deps
 	cd $(BUILD)-sanitize && LEAKSCOPE_SANITIZED=1 ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
+# libFuzzer on every target of tests/fuzz for FUZZ_SECONDS each (default 60); `make test`
+# replays their seed corpora.
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz
+
 clean:
-	rm -rf $(BUILD) $(BUILD)-sanitize
+	rm -rf $(BUILD) $(BUILD)-sanitize build-fuzz

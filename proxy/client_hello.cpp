@@ -176,7 +176,7 @@ first_bytes classify_first_bytes(std::string_view bytes, std::uint16_t port) {
   if (i == bytes.size() && i < 16) {
     return {};  // capitals so far: a method may still follow
   }
-  if (i >= 3 && i < bytes.size() && bytes[i] == ' ') {
+  if (i >= 3 && i < 16 && i < bytes.size() && bytes[i] == ' ') {
     return {first_bytes_kind::http, "http"};
   }
   std::string protocol = "unknown";
