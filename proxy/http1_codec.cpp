@@ -197,6 +197,17 @@ feed_result parser::feed(std::string_view data) {
     head_event_ = false;
     complete_event_ = false;
   }
+  // llhttp finds a bad request Transfer-Encoding only after the head (and accepts HTTP/0.9):
+  // by then the session would have forwarded the head. Both are refused here instead.
+  if (head_event_ && error_ == codec_error::none && kind_ == message_kind::request) {
+    const auto te = list_elements(head_.header("transfer-encoding"));
+    const bool te_bad = head_.has_header("transfer-encoding") && (te.empty() || !list_has(te.back(), "chunked"));
+    if (head_.version_major == 0 || te_bad) {
+      error_ = codec_error::bad_framing;
+      head_event_ = false;
+      complete_event_ = false;
+    }
+  }
   r.consumed = consumed;
   r.head_complete = head_event_;
   r.message_complete = complete_event_;
@@ -242,6 +253,8 @@ std::string parser::error_name() const {
       return "truncated";
     case codec_error::obs_fold:
       return "obs_fold";
+    case codec_error::bad_framing:
+      return "bad_framing";
   }
   return "";
 }
@@ -260,6 +273,9 @@ std::string parser::error_reason() const {
       return "connection closed in the middle of a message";
     case codec_error::obs_fold:
       return "a header value continued on the next line (obs-fold), refused as RFC 9112 §5.2 allows";
+    case codec_error::bad_framing:
+      return head_.version_major == 0 ? "an HTTP/0.9 request (no version, no headers) is not relayed"
+                                      : "Transfer-Encoding must end in chunked in a request (RFC 9112 §6.3)";
     case codec_error::none:
       break;
   }

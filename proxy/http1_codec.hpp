@@ -56,6 +56,8 @@ enum class codec_error {
   too_many_headers,  // over limits.max_headers (answer 431)
   truncated,         // the peer closed in the middle of a message
   obs_fold,          // a header line continued on the next (RFC 9112 §5.2): 400 for requests, 502 for responses
+  bad_framing,       // a request whose length a server could read otherwise: HTTP/0.9, or a Transfer-Encoding
+                     // that does not end in chunked (RFC 9112 §6.3); refused at the head, before it is forwarded
 };
 
 struct codec_limits {

@@ -796,6 +796,20 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
   bool awaiting_continue = expects_continue(req.head());
   while (true) {
     const auto r = req.feed(cbuf);
+    if (r.error != http1::codec_error::none) {
+      // A body that breaks its own framing (bad chunk sizes, a missing CRLF): nothing more of it
+      // goes on, the origin's connection is dropped with the request unfinished, and the phone
+      // hears why, unless a response is already on its way.
+      const captures::typed_error error{"client_bad_body", req.error_name() + ": " + req.error_reason()};
+      if (!x.forwarded) {
+        const auto reply = error_response(400, error);
+        co_await write_all(client, reply, t.idle);
+        x.flow.status = 400;
+        x.flow.bytes_down += reply.size();
+      }
+      finish(sv, x, error, false);
+      co_return x.outcome;
+    }
     if (r.consumed > 0) {
       if (co_await write_all(upstream, std::string_view(cbuf).substr(0, r.consumed), t.idle)) {
         cbuf.erase(0, r.consumed);
@@ -808,10 +822,6 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
       }
       x.observed(true, std::string_view(cbuf).substr(0, r.consumed), std::string_view(cbuf).substr(0, r.consumed));
       cbuf.erase(0, r.consumed);
-    }
-    if (r.error != http1::codec_error::none) {
-      finish(sv, x, captures::typed_error{"client_bad_body", req.error_name() + ": " + req.error_reason()}, false);
-      co_return x.outcome;
     }
     if (r.message_complete) {
       break;

@@ -98,7 +98,7 @@ http {{
   fastcgi_temp_path {root}/fastcgi;
   uwsgi_temp_path {root}/uwsgi;
   scgi_temp_path {root}/scgi;
-  log_format bodies escape=json '{{"uri":"$request_uri","method":"$request_method","body":"$request_body","encoding":"$http_content_encoding","length":"$content_length","upgrade":"$http_upgrade","connection":"$http_connection","reused":"$ssl_session_reused"}}';
+  log_format bodies escape=json '{{"uri":"$request_uri","method":"$request_method","body":"$request_body","encoding":"$http_content_encoding","length":"$content_length","upgrade":"$http_upgrade","connection":"$http_connection","reused":"$ssl_session_reused","status":"$status"}}';
   client_max_body_size 200m;
   client_body_buffer_size 16m;
   keepalive_requests 1000;

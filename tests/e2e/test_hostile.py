@@ -63,6 +63,62 @@ class Hostile(OriginTestCase):
         self.still_serves()
         self.assertIn("client_bad_request", self.error_types())
 
+    # Framing that two parsers could read two ways is how requests are smuggled: each is refused
+    # before any byte reaches the origin (RFC 9112 §6.3, §11.2; llhttp strict mode).
+    FRAMING = [
+        ("bare LF", b"GET /echo/smuggle HTTP/1.1\nHost: x\n\n", b"400"),
+        ("NUL in a header", b"GET /echo/smuggle HTTP/1.1\r\nHost: x\x00y\r\n\r\n", b"400"),
+        ("space before the colon", b"GET /echo/smuggle HTTP/1.1\r\nHost : x\r\n\r\n", b"400"),
+        ("two Content-Lengths", b"POST /echo/smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", b"400"),
+        ("malformed Content-Length", b"POST /echo/smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: 3x\r\n\r\nabc", b"400"),
+        ("negative Content-Length", b"POST /echo/smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", b"400"),
+        ("Content-Length with Transfer-Encoding",
+         b"POST /echo/smuggle HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b"400"),
+        ("Transfer-Encoding not ending in chunked", b"POST /echo/smuggle HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", b"400"),
+        ("Transfer-Encoding without chunked", b"POST /echo/smuggle HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc", b"400"),
+        ("bad chunk size", b"POST /echo/smuggle HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", b"400"),
+        ("chunk size overflowing 64 bits",
+         b"POST /echo/smuggle HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\nabc\r\n", b"400"),
+        ("chunk without its CRLF", b"POST /echo/smuggle HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX0\r\n\r\n", b"400"),
+        ("obs-fold", b"GET /echo/smuggle HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n", b"400"),
+        ("HTTP/0.9 request", b"GET /echo/smuggle\r\n\r\n", b"400"),
+        ("invalid method characters", b"G@T /echo/smuggle HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+        ("invalid version", b"GET /echo/smuggle HTTP/9.x\r\nHost: x\r\n\r\n", b"400"),
+        ("a 1 MiB header", b"GET /echo/smuggle HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n", b"431"),
+        ("10,000 headers", b"GET /echo/smuggle HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(10000)) + b"\r\n", b"431"),
+    ]
+
+    def test_ambiguous_framing_is_refused_before_the_origin(self):
+        self.start()
+        connect = f"CONNECT api.example.test:{self.origin.http_port} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        for name, request, status in self.FRAMING:
+            with self.subTest(name):
+                reply = exchange(self.proxy.port, connect + request)
+                established, _, answer = reply.partition(b"\r\n\r\n")
+                self.assertTrue(established.startswith(b"HTTP/1.1 200"), reply[:100])
+                self.assertTrue(answer.startswith(b"HTTP/1.1 " + status), answer[:200])
+        self.still_serves()
+        # Heads are refused before the origin; a chunked body can only be refused where it
+        # breaks, after its head went on: there the origin saw a request cut short, no byte of
+        # the bad chunk, and never answered it (nginx logs 400 or 499 for those).
+        reached = [b for b in self.origin.bodies() if b["uri"].startswith("/echo/smuggle")]
+        self.assertEqual(len(reached), 3, reached)
+        for b in reached:
+            self.assertEqual(b["body"], "")
+            self.assertIn(b["status"], ("400", "499"))
+        errors = self.error_types()
+        refused = [e for e in errors if e in ("client_bad_request", "request_header_too_large", "client_bad_body")]
+        self.assertEqual(len(refused), len(self.FRAMING), errors)
+
+    def test_a_bad_request_after_a_good_one_is_refused_alone(self):
+        self.start()
+        connect = f"CONNECT api.example.test:{self.origin.http_port} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        reply = exchange(self.proxy.port, connect + b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n"
+                         b"GET /echo/smuggle HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
+        self.assertIn(b"hello from the origin", reply)
+        self.assertIn(b"HTTP/1.1 400 ", reply.split(b"hello from the origin", 1)[1])
+        self.still_serves()
+
     def test_a_truncated_client_hello_is_recorded(self):
         self.start()
         exchange(self.proxy.port, f"CONNECT api.example.test:{self.origin.tls_port} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
