@@ -1,6 +1,7 @@
 """Hostile and broken peers: each case gets its typed outcome, and the proxy keeps serving."""
 
 import socket
+import struct
 import threading
 
 from harness import OriginTestCase, curl, free_port
@@ -18,6 +19,42 @@ def exchange(port, data, read=True):
         except (ConnectionResetError, socket.timeout):
             pass
         return out
+
+
+class ScriptedOrigin:
+    """A server that answers every request head it reads with the same fixed bytes, then
+    closes (or resets, with `reset`): the origins nobody should trust."""
+
+    def __init__(self, reply: bytes, reset=False):
+        self.reply, self.reset = reply, reset
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    head += chunk
+                try:
+                    conn.sendall(self.reply)
+                    if self.reset:
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
 
 
 class Hostile(OriginTestCase):
@@ -118,6 +155,54 @@ class Hostile(OriginTestCase):
         self.assertIn(b"hello from the origin", reply)
         self.assertIn(b"HTTP/1.1 400 ", reply.split(b"hello from the origin", 1)[1])
         self.still_serves()
+
+    # Responses a server should not send: (name, bytes, reset, what the phone gets, the flow's error type).
+    RESPONSES = [
+        ("1xx before the final response", b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+         False, b"200", None),
+        ("204 with a body", b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello", False, b"204", None),
+        ("304 with a body", b"HTTP/1.1 304 Not Modified\r\n\r\nhello", False, b"304", None),
+        ("HTTP/0.9 response", b"hello, no status line\r\n", False, b"502", "upstream_bad_response"),
+        ("bytes after a complete response", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n",
+         False, b"200", None),
+        ("Content-Length with Transfer-Encoding",
+         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+         False, b"502", "upstream_bad_response"),
+        ("two Content-Lengths", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk", False, b"502",
+         "upstream_bad_response"),
+        ("obs-fold", b"HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\nContent-Length: 2\r\n\r\nok", False, b"502", "upstream_bad_response"),
+        ("a 1 MiB header", b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (1 << 20) + b"\r\nContent-Length: 2\r\n\r\nok", False, b"502",
+         "upstream_bad_response"),
+        ("closed before answering", b"", False, b"502", None),
+        ("reset in the middle of the body", b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial", True, b"200", None),
+    ]
+
+    def test_misbehaving_origins_get_typed_outcomes(self):
+        self.start()
+        for name, reply, reset, status, error in self.RESPONSES:
+            with self.subTest(name):
+                origin = ScriptedOrigin(reply, reset)
+                self.addCleanup(origin.close)
+                got = exchange(self.proxy.port, f"GET http://127.0.0.1:{origin.port}/case HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               "Connection: close\r\n\r\n".encode())
+                if status == b"502" and reply == b"":
+                    self.assertTrue(got.startswith(b"HTTP/1.1 502 "), got[:200])
+                else:
+                    self.assertTrue(got.startswith(b"HTTP/1.1 " + status) or b"\r\n\r\nHTTP/1.1 " + status in got, got[:200])
+                if name == "1xx before the final response":
+                    self.assertTrue(got.endswith(b"ok"), got)
+                if name == "bytes after a complete response":
+                    self.assertNotIn(b"HTTP/1.1 200 OK\r\n\r\n", got.split(b"ok", 1)[1], "the extra bytes were not relayed")
+        self.still_serves()
+        self.assertEqual(self.proxy.stop(), 0)
+        flows = {f["url"]: f for f in self.proxy.flows() if f.get("url", "") and f["url"].endswith("/case")}
+        errors = [(f["error"] or {}).get("type") for f in self.proxy.flows() if (f.get("url") or "").endswith("/case")]
+        for name, _, _, _, error in self.RESPONSES:
+            if error:
+                self.assertIn(error, errors, name)
+        cut = [f for f in self.proxy.flows() if (f.get("url") or "").endswith("/case") and f.get("status") == 200 and not f["complete"]]
+        self.assertTrue(cut, "the reset mid-body is recorded as incomplete")
+        self.assertGreater(cut[0]["bytes_down"], 0, "the bytes relayed before the reset are counted")
 
     def test_a_truncated_client_hello_is_recorded(self):
         self.start()
