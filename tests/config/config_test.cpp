@@ -159,3 +159,27 @@ TEST_CASE("address blocks") {
   }()));
   CHECK_FALSE(parse_cidr("not-an-ip").has_value());
 }
+
+TEST_CASE("hostile YAML is rejected with a line and column, never expanded or recursed without bound") {
+  // Deep nesting: 100,000 open brackets.
+  const auto deep = error_of("listen: " + std::string(100000, '['));
+  CHECK(deep.rfind("test.yaml:", 0) == 0);
+  // A billion laughs: aliases that would expand to 10^9 nodes if copied.
+  std::string laughs = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+  for (char c = 'b'; c <= 'i'; ++c) {
+    laughs += std::string(1, c) + ": &" + c + " [";
+    for (int i = 0; i < 10; ++i) {
+      laughs += std::string(i ? ", " : "") + "*" + static_cast<char>(c - 1);
+    }
+    laughs += "]\n";
+  }
+  CHECK(error_of(laughs).find("test.yaml:1:1: a is not a known key") == 0);
+  // The same bomb where a list is expected: refused as the wrong type, not walked.
+  CHECK(error_of("clients: {allow: *x}").rfind("test.yaml:", 0) == 0);
+  CHECK(error_of("x: &x [1]\nclients: {allow: *x}").rfind("test.yaml:", 0) == 0);
+  // Wrong types in every shape.
+  CHECK(error_of("listen: {port: [8080]}") == "test.yaml:1:16: listen.port must be a single value (got a list)");
+  CHECK(error_of("tls: {passthrough: {a: b}}").rfind("test.yaml:1:", 0) == 0);
+  CHECK(error_of("device: {imei: {x: 1}}").rfind("test.yaml:1:", 0) == 0);
+  CHECK(error_of("\xff\xfe garbage").rfind("test.yaml:", 0) == 0);
+}
