@@ -1,6 +1,7 @@
 """Hostile and broken peers: each case gets its typed outcome, and the proxy keeps serving."""
 
 import socket
+import ssl
 import struct
 import threading
 
@@ -203,6 +204,46 @@ class Hostile(OriginTestCase):
         cut = [f for f in self.proxy.flows() if (f.get("url") or "").endswith("/case") and f.get("status") == 200 and not f["complete"]]
         self.assertTrue(cut, "the reset mid-body is recorded as incomplete")
         self.assertGreater(cut[0]["bytes_down"], 0, "the bytes relayed before the reset are counted")
+
+    def tunnel_tls(self, server_hostname, ctx=None):
+        """CONNECT, then TLS with `server_hostname` as the SNI (None: no SNI), then one GET."""
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
+            ctx.check_hostname = False
+        authority = f"api.example.test:{self.origin.tls_port}"
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
+            raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+            self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
+            with ctx.wrap_socket(raw, server_hostname=server_hostname) as tls:
+                names = [v for _, v in tls.getpeercert()["subjectAltName"]]
+                tls.sendall(b"GET /index.html HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := tls.recv(4096):
+                    answer += chunk
+        return names, answer
+
+    def test_sni_absent_upper_case_or_with_a_trailing_dot(self):
+        self.start()
+        for sni in [None, "API.Example.TEST", "api.example.test."]:
+            with self.subTest(sni=sni):
+                names, answer = self.tunnel_tls(sni)
+                self.assertEqual(names, ["api.example.test"], "the leaf is for the name, normalised (or the CONNECT host)")
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+        self.assertEqual(self.proxy.stop(), 0)
+        self.assertEqual([f["sni"] for f in self.proxy.flows()], [None, "api.example.test", "api.example.test"])
+
+    def test_tls_below_1_2_is_refused_and_recorded(self):
+        self.start()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        with self.assertRaises(ssl.SSLError):
+            self.tunnel_tls("api.example.test", ctx)
+        self.still_serves()
+        self.assertIn("client_tls_failed", self.error_types())
 
     def test_a_truncated_client_hello_is_recorded(self):
         self.start()
