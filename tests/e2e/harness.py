@@ -313,3 +313,62 @@ def wait_for_record(path: Path, predicate, timeout=20.0):
         if time.monotonic() > deadline:
             raise AssertionError(f"no matching record in {path} after {timeout}s")
         time.sleep(0.02)
+
+
+def sign_with_ca(d: Path, name: str, ca_key: Path, ca_pem: Path, dns_names, start="", end="", md="sha256",
+                 key_args=("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"), self_signed=False):
+    """A leaf with chosen validity dates, digest and key, through `openssl ca` (which, unlike
+    `openssl x509`, takes start and end dates): the certificates an origin should be refused for."""
+    key, csr, pem, ext = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem", d / f"{name}.ext"
+    ext.write_text("subjectAltName=" + ",".join(f"DNS:{n}" for n in dns_names) + "\nextendedKeyUsage=serverAuth\n")
+    if self_signed:
+        run(["openssl", "req", "-x509", *key_args, "-nodes", "-keyout", str(key), "-out", str(pem), "-days", "2",
+             "-subj", f"/CN={dns_names[0]}", "-addext", "subjectAltName=" + ",".join(f"DNS:{n}" for n in dns_names)])
+        return key, pem
+    run(["openssl", "req", *key_args, "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={dns_names[0]}"])
+    db = d / f"{name}-db"
+    db.mkdir()
+    (db / "index.txt").write_text("")
+    (db / "serial").write_text("1000\n")
+    conf = db / "ca.conf"
+    conf.write_text(f"[ca]\ndefault_ca = d\n[d]\ndir = {db}\ndatabase = {db}/index.txt\nnew_certs_dir = {db}\n"
+                    f"serial = {db}/serial\ndefault_md = {md}\ndefault_days = 2\npolicy = p\nunique_subject = no\n"
+                    "[p]\ncommonName = supplied\n")
+    dates = (["-startdate", start] if start else []) + (["-enddate", end] if end else [])
+    run(["openssl", "ca", "-batch", "-config", str(conf), "-cert", str(ca_pem), "-keyfile", str(ca_key), "-in", str(csr),
+         "-out", str(pem), "-md", md, "-extfile", str(ext), "-notext", *dates])
+    return key, pem
+
+
+class TlsOrigin:
+    """A TLS server presenting a given certificate chain, answering one fixed response: origins
+    with certificates leakscope must refuse, each for its own reason."""
+
+    def __init__(self, cert_chain: Path, key: Path):
+        import ssl
+        import threading
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # so that weak certificates can be served at all
+        self.ctx.load_cert_chain(str(cert_chain), str(key))
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        import ssl
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(65536)
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            except (OSError, ssl.SSLError):
+                pass
+
+    def close(self):
+        self.sock.close()

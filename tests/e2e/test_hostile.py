@@ -5,7 +5,7 @@ import ssl
 import struct
 import threading
 
-from harness import OriginTestCase, curl, free_port
+from harness import OriginTestCase, TlsOrigin, curl, free_port, make_ca, run, sign_with_ca
 
 
 def exchange(port, data, read=True):
@@ -244,6 +244,40 @@ class Hostile(OriginTestCase):
             self.tunnel_tls("api.example.test", ctx)
         self.still_serves()
         self.assertIn("client_tls_failed", self.error_types())
+
+    def test_each_bad_upstream_certificate_is_refused_with_its_reason(self):
+        d = self.origin.root / "bad-certs"
+        d.mkdir(exist_ok=True)
+        ca_key, ca_pem = self.origin.root / "origin-ca.key", self.origin.ca_pem
+        name = ["api.example.test"]
+        inter_key, inter_csr, inter_pem = d / "inter.key", d / "inter.csr", d / "inter.pem"
+        run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(inter_key),
+             "-out", str(inter_csr), "-subj", "/CN=intermediate"])
+        (d / "inter.ext").write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n")
+        run(["openssl", "x509", "-req", "-in", str(inter_csr), "-CA", str(ca_pem), "-CAkey", str(ca_key), "-CAcreateserial",
+             "-out", str(inter_pem), "-days", "2", "-extfile", str(d / "inter.ext")])
+        cases = {
+            "upstream_cert_expired": sign_with_ca(d, "expired", ca_key, ca_pem, name, "20200101000000Z", "20200201000000Z"),
+            "upstream_cert_not_yet_valid": sign_with_ca(d, "future", ca_key, ca_pem, name, "20990101000000Z", "20991231000000Z"),
+            "upstream_cert_self_signed": sign_with_ca(d, "self", ca_key, ca_pem, name, self_signed=True),
+            "upstream_cert_wrong_host": sign_with_ca(d, "other", ca_key, ca_pem, ["other.example.test"]),
+            "upstream_cert_untrusted": sign_with_ca(d, "orphan", inter_key, inter_pem, name),  # intermediate not sent
+            "upstream_cert_weak": sign_with_ca(d, "sha1", ca_key, ca_pem, name, md="sha1"),
+            "upstream_cert_weak ": sign_with_ca(d, "rsa1024", ca_key, ca_pem, name, key_args=("-newkey", "rsa:1024")),
+        }
+        self.start()
+        for expected, (key, pem) in cases.items():
+            with self.subTest(expected):
+                server = TlsOrigin(pem, key)
+                self.addCleanup(server.close)
+                rc, body, _ = curl("-i", "-x", self.proxy.url, "--cacert", str(self.proxy.ca_pem), "-w", "%{http_code}",
+                                   f"https://api.example.test:{server.port}/x", check=False)
+                self.assertTrue(body.endswith(b"502"), body[-200:])
+                self.assertIn(b"X-Leakscope-Error: " + expected.strip().encode(), body)
+        self.still_serves()
+        errors = self.error_types()
+        for expected in cases:
+            self.assertIn(expected.strip(), errors)
 
     def test_a_truncated_client_hello_is_recorded(self):
         self.start()
