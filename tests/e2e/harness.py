@@ -340,35 +340,70 @@ def sign_with_ca(d: Path, name: str, ca_key: Path, ca_pem: Path, dns_names, star
     return key, pem
 
 
-class TlsOrigin:
-    """A TLS server presenting a given certificate chain, answering one fixed response: origins
-    with certificates leakscope must refuse, each for its own reason."""
+class _Listener:
+    """A loopback server thread handing each accepted connection to handle()."""
 
-    def __init__(self, cert_chain: Path, key: Path):
-        import ssl
+    def __init__(self):
         import threading
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # so that weak certificates can be served at all
-        self.ctx.load_cert_chain(str(cert_chain), str(key))
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
+        self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self):
-        import ssl
         while True:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
             try:
-                with self.ctx.wrap_socket(conn, server_side=True) as tls:
-                    tls.recv(65536)
-                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            except (OSError, ssl.SSLError):
+                with conn:
+                    self.handle(conn)
+            except OSError:
                 pass
 
     def close(self):
         self.sock.close()
+
+
+class ScriptedOrigin(_Listener):
+    """Answers every request head it reads with the same fixed bytes, then closes (or resets,
+    with `reset`): the origins nobody should trust."""
+
+    def __init__(self, reply: bytes, reset=False):
+        self.reply, self.reset = reply, reset
+        super().__init__()
+
+    def handle(self, conn):
+        import struct
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            head += chunk
+        conn.sendall(self.reply)
+        if self.reset:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+class TlsOrigin(_Listener):
+    """A TLS server presenting a given certificate chain, answering one fixed response: origins
+    with certificates leakscope must refuse, each for its own reason."""
+
+    def __init__(self, cert_chain: Path, key: Path):
+        import ssl
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # so that weak certificates can be served at all
+        self.ctx.load_cert_chain(str(cert_chain), str(key))
+        super().__init__()
+
+    def handle(self, conn):
+        import ssl
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(65536)
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except ssl.SSLError:
+            pass

@@ -2,10 +2,9 @@
 
 import socket
 import ssl
-import struct
 import threading
 
-from harness import OriginTestCase, TlsOrigin, curl, free_port, make_ca, run, sign_with_ca
+from harness import OriginTestCase, ScriptedOrigin, TlsOrigin, curl, free_port, run, sign_with_ca
 
 
 def exchange(port, data, read=True):
@@ -20,42 +19,6 @@ def exchange(port, data, read=True):
         except (ConnectionResetError, socket.timeout):
             pass
         return out
-
-
-class ScriptedOrigin:
-    """A server that answers every request head it reads with the same fixed bytes, then
-    closes (or resets, with `reset`): the origins nobody should trust."""
-
-    def __init__(self, reply: bytes, reset=False):
-        self.reply, self.reset = reply, reset
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    head += chunk
-                try:
-                    conn.sendall(self.reply)
-                    if self.reset:
-                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except OSError:
-                    pass
-
-    def close(self):
-        self.sock.close()
 
 
 class Hostile(OriginTestCase):
