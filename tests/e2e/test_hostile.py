@@ -2,6 +2,7 @@
 
 import socket
 import ssl
+import struct
 import threading
 
 from harness import OriginTestCase, ScriptedOrigin, TlsOrigin, curl, free_port, run, sign_with_ca
@@ -241,6 +242,45 @@ class Hostile(OriginTestCase):
         errors = self.error_types()
         for expected in cases:
             self.assertIn(expected.strip(), errors)
+
+    def test_a_value_split_across_segments_and_chunks_is_still_found(self):
+        self.start()
+        connect = f"CONNECT sdk.umeng.com:{self.origin.http_port} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(connect)
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+            s.sendall(b"POST /echo/split HTTP/1.1\r\nHost: sdk.umeng.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"c\r\n{\"imei\":\"865\r\n")
+            s.sendall(b"4\r\n4321\r\n")
+            s.sendall(b"e\r\n01234564\"}    \r\n0\r\n\r\n")
+            answer = b""
+            while b"received" not in answer:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        self.assertIn(b"received", answer)
+        self.assertEqual(self.proxy.stop(), 0)
+        self.assertEqual([(l["category"], l["where"]) for l in self.proxy.leaks()], [("imei", "body.json:$.imei")])
+
+    def test_a_client_reset_mid_body_is_recorded_incomplete(self):
+        self.start()
+        connect = f"CONNECT sdk.umeng.com:{self.origin.http_port} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        s = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
+        s.sendall(connect)
+        self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+        s.sendall(b"POST /echo/reset HTTP/1.1\r\nHost: sdk.umeng.com\r\nContent-Length: 100000\r\n\r\nimei=865432101234564&")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # RST
+        self.still_serves()
+        self.assertEqual(self.proxy.stop(), 0)
+        cut = [f for f in self.proxy.flows() if (f.get("url") or "").endswith("/echo/reset")]
+        self.assertEqual(len(cut), 1)
+        self.assertFalse(cut[0]["complete"])
+        self.assertEqual(cut[0]["error"]["type"], "client_closed")
+        self.assertGreater(cut[0]["bytes_up"], 0)
+        self.assertIn("imei", [l["category"] for l in self.proxy.leaks()], "what arrived was still inspected")
 
     def test_a_truncated_client_hello_is_recorded(self):
         self.start()
