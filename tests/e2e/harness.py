@@ -150,7 +150,7 @@ class Proxy:
     """leakscope run on a free port with a per-test CA, session folder and config."""
 
     def __init__(self, root: Path, origin: Origin, extra_config: str = "", device=None, stdin=None,
-                 upstream_extra: str = ""):
+                 upstream_extra: str = "", allow_private=True):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         device = device or {"imei": ["865432101234564"], "phone_number": ["13812345678"]}
@@ -164,7 +164,7 @@ capture: {{dir: captures}}
 upstream:
   extra_ca: [{origin.ca_pem}]
   resolve: {{{resolve}}}
-  allow_private: true
+  allow_private: {"true" if allow_private else "false"}
   {upstream_extra}
 device: {json.dumps(device)}
 {extra_config}

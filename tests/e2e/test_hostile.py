@@ -282,6 +282,25 @@ class Hostile(OriginTestCase):
         self.assertGreater(cut[0]["bytes_up"], 0)
         self.assertIn("imei", [l["category"] for l in self.proxy.leaks()], "what arrived was still inspected")
 
+    def test_destinations_refused_by_resolved_address(self):
+        self.start(allow_private=False)
+        cases = [
+            (f"127.0.0.1:{self.origin.tls_port}", b"403", b"private_address"),  # loopback
+            ("10.20.30.40:443", b"403", b"private_address"),
+            ("169.254.169.254:80", b"403", b"private_address"),  # link-local: the cloud metadata address
+            ("[::1]:443", b"403", b"private_address"),
+            (f"localhost:{self.origin.tls_port}", b"403", b"private_address"),  # a name, judged by what it resolves to
+            (f"127.0.0.1:{self.proxy.port}", b"403", b"loop_to_proxy"),
+            ("no-such-host.invalid:443", b"502", b"dns_failed"),
+        ]
+        for authority, status, error in cases:
+            with self.subTest(authority):
+                reply = exchange(self.proxy.port, f"CONNECT {authority} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                self.assertTrue(reply.startswith(b"HTTP/1.1 " + status), reply[:100])
+                self.assertIn(b"X-Leakscope-Error: " + error, reply)
+        # A name mapped by upstream.resolve to a private address is the lab's own server: allowed.
+        self.still_serves()
+
     def test_a_truncated_client_hello_is_recorded(self):
         self.start()
         exchange(self.proxy.port, f"CONNECT api.example.test:{self.origin.tls_port} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
