@@ -646,9 +646,26 @@ awaitable<response_end> relay_response(services& sv, exchange& x, Client& client
     x.any_byte = true;
     x.flow.ttfb_ms = 0;
   }
+  // A head whose body is already here goes out with the body's first bytes: one TLS record
+  // and one send instead of two (small responses are most of an app's traffic). A head whose
+  // body is not here yet goes at once, so a streamed response (SSE, long polling) is not held.
+  std::string held_head;
   while (true) {
     if (!ubuf.empty()) {
       const auto r = res.feed(ubuf);
+      if (r.head_complete && !r.upgrade && !r.message_complete && ubuf.size() > r.consumed &&
+          res.head().status >= 200) {
+        const auto& raw = res.head().raw;
+        if (x.plain != nullptr) {
+          x.plain->response(raw);
+        }
+        x.observed(false, raw, raw);
+        held_head = raw;
+        x.flow.status = res.head().status;
+        in_head = false;
+        ubuf.erase(0, r.consumed);
+        continue;
+      }
       if (r.head_complete) {
         const auto& raw = res.head().raw;
         if (x.plain != nullptr) {
@@ -687,11 +704,28 @@ awaitable<response_end> relay_response(services& sv, exchange& x, Client& client
           x.plain->response(std::string_view(ubuf).substr(0, r.consumed));
         }
         x.observed(false, std::string_view(ubuf).substr(0, r.consumed), std::string_view(ubuf).substr(0, r.consumed));
-        if (co_await write_all(client, std::string_view(ubuf).substr(0, r.consumed), t.idle)) {
+        std::string_view out = std::string_view(ubuf).substr(0, r.consumed);
+        if (!held_head.empty()) {
+          held_head.append(out);
+          out = held_head;
+        }
+        if (co_await write_all(client, out, t.idle)) {
           finish(sv, x, captures::typed_error{"client_closed", "the client closed in the middle of the response"}, false);
           co_return response_end::failed;
         }
-        x.flow.bytes_down += r.consumed;
+        x.forwarded = true;
+        x.flow.bytes_down += out.size();
+        held_head.clear();
+      }
+      if (!held_head.empty()) {
+        // The bytes after the head were not body after all (an error, or nothing consumed).
+        if (co_await write_all(client, held_head, t.idle)) {
+          finish(sv, x, captures::typed_error{"client_closed", "the client closed before the response was relayed"}, false);
+          co_return response_end::failed;
+        }
+        x.forwarded = true;
+        x.flow.bytes_down += held_head.size();
+        held_head.clear();
       }
       ubuf.erase(0, r.consumed);
       if (r.error != http1::codec_error::none) {
