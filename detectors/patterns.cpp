@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <set>
 #include <unordered_set>
 
@@ -473,8 +474,14 @@ void scan_object(const node& object, std::vector<pattern_hit>& out) {
 bool contact_phone_key(std::string_view key) { return key_contact_phone(key); }
 
 bool list_item_candidate(std::string_view text) {
+  // Called for every scalar of every JSON body: the cheap shape tests go first. A MAC has 12
+  // or 17 characters; a package name a dot within its first label's reach.
   char buf[13];
-  return package_like(text) || !normalized_mac(text, buf).empty();
+  if ((text.size() == 12 || text.size() == 17) && !normalized_mac(text, buf).empty()) {
+    return true;
+  }
+  return text.size() >= 3 && std::memchr(text.data(), '.', std::min<std::size_t>(text.size(), 12)) != nullptr &&
+         package_like(text);
 }
 
 void scan_list(std::string_view key, const std::vector<const node*>& items, std::vector<pattern_hit>& out) {
