@@ -316,11 +316,12 @@ def wait_for_record(path: Path, predicate, timeout=20.0):
 
 
 def sign_with_ca(d: Path, name: str, ca_key: Path, ca_pem: Path, dns_names, start="", end="", md="sha256",
-                 key_args=("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"), self_signed=False):
+                 key_args=("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"), self_signed=False, san=None):
     """A leaf with chosen validity dates, digest and key, through `openssl ca` (which, unlike
     `openssl x509`, takes start and end dates): the certificates an origin should be refused for."""
     key, csr, pem, ext = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem", d / f"{name}.ext"
-    ext.write_text("subjectAltName=" + ",".join(f"DNS:{n}" for n in dns_names) + "\nextendedKeyUsage=serverAuth\n")
+    san = san or ",".join(f"DNS:{n}" for n in dns_names)
+    ext.write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
     if self_signed:
         run(["openssl", "req", "-x509", *key_args, "-nodes", "-keyout", str(key), "-out", str(pem), "-days", "2",
              "-subj", f"/CN={dns_names[0]}", "-addext", "subjectAltName=" + ",".join(f"DNS:{n}" for n in dns_names)])

@@ -22,6 +22,14 @@ def exchange(port, data, read=True):
         return out
 
 
+def nul_san(name: str):
+    """subjectAltName as raw DER (GeneralNames with one dNSName), for names openssl's text form
+    cannot carry."""
+    dns = name.encode()
+    general_name = bytes([0x82, len(dns)]) + dns
+    return "DER:" + ":".join(f"{b:02x}" for b in bytes([0x30, len(general_name)]) + general_name)
+
+
 class Hostile(OriginTestCase):
     def still_serves(self):
         _, body, _ = curl("-x", self.proxy.url, "--cacert", str(self.proxy.ca_pem),
@@ -228,6 +236,8 @@ class Hostile(OriginTestCase):
             "upstream_cert_untrusted": sign_with_ca(d, "orphan", inter_key, inter_pem, name),  # intermediate not sent
             "upstream_cert_weak": sign_with_ca(d, "sha1", ca_key, ca_pem, name, md="sha1"),
             "upstream_cert_weak ": sign_with_ca(d, "rsa1024", ca_key, ca_pem, name, key_args=("-newkey", "rsa:1024")),
+            # "api.example.test\0.evil.test" as a dNSName: C string comparison would stop at the NUL.
+            "upstream_cert_wrong_host ": sign_with_ca(d, "nul", ca_key, ca_pem, name, san=nul_san("api.example.test\0.evil.test")),
         }
         self.start()
         for expected, (key, pem) in cases.items():
