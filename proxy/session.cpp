@@ -1280,7 +1280,8 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   if (conn.transparent && !conn.sni.empty()) {
     conn.dest.host = conn.sni;
   }
-  const std::string name = conn.sni.empty() ? conn.dest.host : conn.sni;
+  // An address in the SNI is not allowed (RFC 6066 §3): it names nothing, so the CONNECT host does.
+  const std::string name = conn.sni.empty() || is_ip_literal(conn.sni) ? conn.dest.host : conn.sni;
   for (const auto& pattern : sv.cfg.tls.passthrough) {
     if (matches_pattern(name, pattern) || matches_pattern(conn.dest.host, pattern)) {
       const std::string why = "tls.passthrough: " + pattern;

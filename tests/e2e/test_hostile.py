@@ -3,6 +3,7 @@
 import socket
 import ssl
 import struct
+import subprocess
 import threading
 
 from harness import OriginTestCase, ScriptedOrigin, TlsOrigin, curl, free_port, run, sign_with_ca
@@ -203,6 +204,18 @@ class Hostile(OriginTestCase):
                 self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
         self.assertEqual(self.proxy.stop(), 0)
         self.assertEqual([f["sni"] for f in self.proxy.flows()], [None, "api.example.test", "api.example.test"])
+
+    def test_an_ip_address_as_sni_is_read_as_no_sni(self):
+        self.start()
+        out = subprocess.run(["openssl", "s_client", "-proxy", f"127.0.0.1:{self.proxy.port}", "-connect",
+                              f"api.example.test:{self.origin.tls_port}", "-servername", "127.0.0.1", "-CAfile",
+                              str(self.proxy.ca_pem), "-verify_hostname", "api.example.test", "-verify_return_error",
+                              "-ign_eof", "-quiet"],
+                             input=b"GET /index.html HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n",
+                             capture_output=True, timeout=30)
+        self.assertIn(b"hello from the origin", out.stdout, out.stderr[-500:])
+        self.assertEqual(self.proxy.stop(), 0)
+        self.assertEqual([(f["sni"], f["status"]) for f in self.proxy.flows()], [("127.0.0.1", 200)])
 
     def test_tls_below_1_2_is_refused_and_recorded(self):
         self.start()
