@@ -141,6 +141,16 @@ http {{
             return []
         return [json.loads(line) for line in path.read_bytes().decode("utf-8", "surrogateescape").splitlines()]
 
+    def logged(self, uri_prefix, count=1, timeout=10.0):
+        """The logged requests whose URI starts with `uri_prefix`, once at least `count` are there:
+        nginx writes its log line after the response has gone out, so a client can be done first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [b for b in self.bodies() if b["uri"].startswith(uri_prefix)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)

@@ -25,7 +25,7 @@ class OkHttp(OriginTestCase):
                                 "post", self.url("sdk.umeng.com", "/echo/okhttp"), body)
         self.assertEqual(rc, 0, lines)
         self.assertEqual(lines, ["200 hello from the origin", "200 received"])
-        self.assertEqual(self.origin.bodies()[-1]["body"], body, "the body reached the origin unchanged")
+        self.assertEqual(self.origin.logged("/echo/okhttp")[-1]["body"], body, "the body reached the origin unchanged")
         self.assertEqual(self.proxy.stop(), 0, self.proxy.stderr)
         flows = self.proxy.flows()
         self.assertEqual([(f["method"], f["status"], f["kind"]) for f in flows], [("GET", 200, "https"), ("POST", 200, "https")])

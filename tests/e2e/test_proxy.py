@@ -56,7 +56,7 @@ class ProxyEndToEnd(OriginTestCase):
         payload = "imei=" + IMEI + "&note=hello"
         _, body, _ = self.through("--data-binary", payload, self.https("sdk.umeng.com") + "/echo/form")
         self.assertEqual(body, b"received\n")
-        got = self.origin.bodies()[-1]
+        got = self.origin.logged("/echo/form")[-1]
         self.assertEqual((got["uri"], got["body"]), ("/echo/form", payload))
         flows, leaks = self.stop_and_check()
         self.assertEqual(len(leaks), 1)
@@ -75,7 +75,7 @@ class ProxyEndToEnd(OriginTestCase):
         payload = json.dumps({"device": {"phone": "+86 13812345678"}})
         self.through("-H", "Transfer-Encoding: chunked", "-H", "Expect:", "--data-binary", payload,
                      self.https("sdk.umeng.com") + "/echo/chunked")
-        got = self.origin.bodies()[-1]
+        got = self.origin.logged("/echo/chunked")[-1]
         self.assertEqual(got["body"], payload)
         _, leaks = self.stop_and_check()
         self.assertEqual([l["category"] for l in leaks], ["phone_number"])
@@ -87,7 +87,7 @@ class ProxyEndToEnd(OriginTestCase):
         path.write_bytes(body)
         self.through("-H", "Content-Encoding: gzip", "-H", "Content-Type: application/json",
                      "--data-binary", f"@{path}", self.https("sdk.umeng.com") + "/echo/app_logs")
-        got = self.origin.bodies()[-1]
+        got = self.origin.logged("/echo/app_logs")[-1]
         self.assertEqual(got["encoding"], "gzip")
         self.assertEqual(int(got["length"]), len(body))
         flows, leaks = self.stop_and_check()
@@ -138,7 +138,7 @@ class ProxyEndToEnd(OriginTestCase):
         _, body, _ = curl("-x", self.proxy.url, "--data-binary", payload,
                           f"http://api.example.test:{self.origin.http_port}/echo/plain")
         self.assertEqual(body, b"received\n")
-        self.assertEqual(self.origin.bodies()[-1]["body"], payload)
+        self.assertEqual(self.origin.logged("/echo/plain")[-1]["body"], payload)
         flows, leaks = self.stop_and_check()
         self.assertEqual(flows[0]["kind"], "http")
         self.assertEqual(flows[0]["dest"]["scheme"], "http")
@@ -229,7 +229,7 @@ class ProxyEndToEnd(OriginTestCase):
         self.start("capture: {dir: captures, max_inspect_body: 1KiB}")
         payload = "tel=13812345678&pad=" + "x" * 10000 + "&imei=" + IMEI
         self.through("--data-binary", payload, self.https("sdk.umeng.com") + "/echo/big")
-        self.assertEqual(self.origin.bodies()[-1]["body"], payload)
+        self.assertEqual(self.origin.logged("/echo/big")[-1]["body"], payload)
         flows, leaks = self.stop_and_check()
         self.assertTrue(flows[0]["request_truncated"])
         self.assertEqual(flows[0]["incomplete"], ["body_truncated"])
@@ -274,7 +274,7 @@ class ProxyEndToEnd(OriginTestCase):
         for i in range(3):
             _, body, _ = self.through("--data-binary", "n=" + str(i), self.https("sdk.umeng.com") + f"/echo/resume{i}")
             self.assertEqual(body, b"received\n")
-        reused = {b["uri"]: b["reused"] for b in self.origin.bodies() if b["uri"].startswith("/echo/resume")}
+        reused = {b["uri"]: b["reused"] for b in self.origin.logged("/echo/resume", count=3)}
         self.assertEqual(reused, {"/echo/resume0": ".", "/echo/resume1": "r", "/echo/resume2": "r"})
         flows, _ = self.stop_and_check()
         self.assertEqual([f["status"] for f in flows], [200, 200, 200])
@@ -289,7 +289,7 @@ class ProxyEndToEnd(OriginTestCase):
                                     self.https("sdk.umeng.com") + "/echo/expect")
         self.assertEqual(body, b"received\n")
         self.assertIn("< HTTP/1.1 100 Continue", err)
-        self.assertEqual(self.origin.bodies()[-1]["body"], payload)
+        self.assertEqual(self.origin.logged("/echo/expect")[-1]["body"], payload)
         flows, leaks = self.stop_and_check()
         self.assertEqual(flows[0]["status"], 200)
         self.assertEqual([l["category"] for l in leaks], ["imei"])
