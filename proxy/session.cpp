@@ -817,8 +817,14 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
   x.plain_phone = conn.plain_phone;
   x.plain_origin = conn.plain_origin;
 
-  // Request: head, then body bytes exactly as the client framed them.
-  if (co_await write_all(upstream, head_out, t.idle)) {
+  // Request: head, then body bytes exactly as the client framed them. When body bytes are
+  // already here the head goes out with the first of them (one TLS record, one send), and a
+  // body that turns out malformed means the origin never saw the request at all.
+  bool awaiting_continue = expects_continue(req.head());
+  std::string held_head;
+  if (!awaiting_continue && !cbuf.empty()) {
+    held_head = head_out;
+  } else if (co_await write_all(upstream, head_out, t.idle)) {
     finish(sv, x, captures::typed_error{"upstream_write_failed", "the server closed before the request was sent"}, false);
     co_return x.outcome;
   }
@@ -827,7 +833,6 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
     x.plain->request(head_out);
   }
   x.observed(true, req.head().raw, head_out);  // the phone sent its own head (absolute-form, say)
-  bool awaiting_continue = expects_continue(req.head());
   while (true) {
     const auto r = req.feed(cbuf);
     if (r.error != http1::codec_error::none) {
@@ -845,17 +850,31 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
       co_return x.outcome;
     }
     if (r.consumed > 0) {
-      if (co_await write_all(upstream, std::string_view(cbuf).substr(0, r.consumed), t.idle)) {
+      std::string_view out = std::string_view(cbuf).substr(0, r.consumed);
+      if (!held_head.empty()) {
+        held_head.append(out);
+        out = held_head;
+      }
+      if (co_await write_all(upstream, out, t.idle)) {
         cbuf.erase(0, r.consumed);
         finish(sv, x, captures::typed_error{"upstream_write_failed", "the server closed while the request body was sent"}, false);
         co_return x.outcome;
       }
+      held_head.clear();
       x.flow.bytes_up += r.consumed;
       if (x.plain != nullptr) {
         x.plain->request(std::string_view(cbuf).substr(0, r.consumed));
       }
       x.observed(true, std::string_view(cbuf).substr(0, r.consumed), std::string_view(cbuf).substr(0, r.consumed));
       cbuf.erase(0, r.consumed);
+    }
+    if (!held_head.empty()) {
+      // No body bytes after all in what was read (a pipelined request, or more to come).
+      if (co_await write_all(upstream, held_head, t.idle)) {
+        finish(sv, x, captures::typed_error{"upstream_write_failed", "the server closed before the request was sent"}, false);
+        co_return x.outcome;
+      }
+      held_head.clear();
     }
     if (r.message_complete) {
       break;

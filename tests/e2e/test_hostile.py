@@ -109,11 +109,12 @@ class Hostile(OriginTestCase):
                 self.assertTrue(established.startswith(b"HTTP/1.1 200"), reply[:100])
                 self.assertTrue(answer.startswith(b"HTTP/1.1 " + status), answer[:200])
         self.still_serves()
-        # Heads are refused before the origin; a chunked body can only be refused where it
-        # breaks, after its head went on: there the origin saw a request cut short, no byte of
-        # the bad chunk, and never answered it (nginx logs 400 or 499 for those).
-        reached = self.origin.logged("/echo/smuggle", count=3)
-        self.assertEqual(len(reached), 3, reached)
+        # Heads are refused before the origin. A chunked body is refused where it breaks: when
+        # its first bytes came with the head, the origin never sees the request; when they came
+        # later, the head went on first and the origin saw a request cut short, with no byte of
+        # the bad chunk, that it never answered (nginx logs 400 or 499).
+        reached = [b for b in self.origin.bodies() if b["uri"].startswith("/echo/smuggle")]
+        self.assertLessEqual(len(reached), 3, reached)
         for b in reached:
             self.assertEqual(b["body"], "")
             self.assertIn(b["status"], ("400", "499"))
