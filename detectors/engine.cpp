@@ -5,6 +5,7 @@
 #include "detectors/structure.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cmath>
 #include <map>
@@ -71,6 +72,36 @@ std::string root_path(body_format f) {
 
 // Base64 worth decoding: long enough, the right alphabet, and not plain hex or digits (which
 // are valid base64 characters but are identifiers in their own right).
+// What could_match_given() makes of each byte of a value: bit flags, or-ed over the value.
+namespace char_class {
+constexpr unsigned digit = 1;        // must stay 1: it is also added up
+constexpr unsigned trigger = 2;      // a value holding it is always worth a look: email, escapes,
+                                     // lists, JSON, MAC and vCard, +86, key=value text,
+                                     // non-ASCII (SMS, names)
+constexpr unsigned letter = 4;
+constexpr unsigned code_middle = 8;  // the middle of "ode", "OTP" or "otp"
+}  // namespace char_class
+constexpr std::array<std::uint8_t, 256> char_classes = [] {
+  std::array<std::uint8_t, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) {
+    t[c] = char_class::digit;
+  }
+  for (int c = 'a'; c <= 'z'; ++c) {
+    t[c] = char_class::letter;
+    t[c - 'a' + 'A'] = char_class::letter;
+  }
+  for (const char c : {'d', 'T', 't'}) {
+    t[static_cast<unsigned char>(c)] = char_class::letter | char_class::code_middle;
+  }
+  for (const char c : {'@', '%', ',', ';', '|', '{', '[', ':', '+', '=', '&'}) {
+    t[static_cast<unsigned char>(c)] = char_class::trigger;
+  }
+  for (int c = 0x80; c < 256; ++c) {
+    t[c] = char_class::trigger;
+  }
+  return t;
+}();
+
 bool looks_base64(std::string_view v) {
   if (v.size() < 16 || v.size() % 4 == 1) {
     return false;
@@ -171,8 +202,26 @@ struct engine::scan {
       return false;
     }
     for (int k = 0; k < n_leads; ++k) {
-      const auto& lead = leads[k];
-      if (token[0] == lead[0] && token.compare(0, lead.size(), lead) == 0) {
+      const auto& lead = leads[k];  // two or three digits: a loop, not a call to memcmp
+      std::size_t i = 0;
+      while (i < lead.size() && token[i] == lead[i]) {
+        ++i;
+      }
+      if (i == lead.size()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // "code", "Code", "OTP" or "otp" somewhere in a value.
+  static bool has_code_word(std::string_view v) {
+    for (std::size_t i = 1; i + 1 < v.size(); ++i) {
+      const char c = v[i];
+      const char before = v[i - 1];
+      const char after = v[i + 1];
+      if ((c == 'd' && before == 'o' && after == 'e') || (c == 'T' && before == 'O' && after == 'P') ||
+          (c == 't' && before == 'o' && after == 'p')) {
         return true;
       }
     }
@@ -194,9 +243,34 @@ struct engine::scan {
     if (interesting_key) {
       return true;  // key-context detectors decide
     }
-    std::size_t digits = 0;     // in the current run, counting across ' ' and '-' separators
-    std::size_t run_start = 0;  // where that run began
-    bool letters = false;
+    // One branch-free pass gathers what the rules need; the digit runs are walked only when
+    // there are enough digits for an identifier (most values have far fewer).
+    unsigned seen = 0;
+    std::size_t digit_count = 0;
+    for (const char c : v) {
+      const unsigned k = char_classes[static_cast<unsigned char>(c)];
+      seen |= k;
+      digit_count += k & char_class::digit;
+    }
+    if ((seen & char_class::trigger) != 0) {
+      return true;
+    }
+    if (digit_count >= 11 && has_identifier_run(v)) {
+      return true;
+    }
+    if (n_leads > 0 && near_fix(v)) {
+      return true;
+    }
+    if ((seen & char_class::code_middle) != 0 && has_code_word(v)) {
+      return true;  // verification-code phrasing: "code", "Code", "OTP", "otp"
+    }
+    return looks_base64(v);
+  }
+
+  // Whether a run of digits, counted across ' ' and '-' separators, has an identifier's length.
+  static bool has_identifier_run(std::string_view v) {
+    std::size_t digits = 0;
+    std::size_t run_start = 0;
     for (std::size_t i = 0; i < v.size(); ++i) {
       const char c = v[i];
       if (c >= '0' && c <= '9') {
@@ -204,32 +278,14 @@ struct engine::scan {
           run_start = i;
         }
         ++digits;
-        continue;
+      } else if (!((c == ' ' || c == '-') && digits > 0)) {
+        if (digits > 0 && identifier_length(v.substr(run_start), digits)) {
+          return true;
+        }
+        digits = 0;
       }
-      if ((c == ' ' || c == '-') && digits > 0) {
-        continue;
-      }
-      if (digits > 0 && identifier_length(v.substr(run_start), digits)) {
-        return true;
-      }
-      digits = 0;
-      if (c == '@' || c == '%' || c == ',' || c == ';' || c == '|' || c == '{' || c == '[' || c == ':' || c == '+' ||
-          c == '=' || c == '&' || static_cast<unsigned char>(c) >= 0x80) {
-        return true;  // email, escapes, lists, JSON, MAC/vCard, +86, key=value text, non-ASCII (SMS, names)
-      }
-      letters = letters || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
     }
-    if (digits > 0 && identifier_length(v.substr(run_start), digits)) {
-      return true;
-    }
-    if (n_leads > 0 && near_fix(v)) {
-      return true;
-    }
-    if (letters && (v.find("ode") != std::string_view::npos || v.find("OTP") != std::string_view::npos ||
-                    v.find("otp") != std::string_view::npos)) {
-      return true;  // verification-code phrasing ("code", "Code", "OTP")
-    }
-    return looks_base64(v);
+    return digits > 0 && identifier_length(v.substr(run_start), digits);
   }
 
   // Digit runs that can be an identifier: 11 (mobile), 13 starting 86 (mobile with country
@@ -302,6 +358,11 @@ struct engine::scan {
       std::string norm;
       key_verdict verdict;
       const member_key* next = nullptr;  // the key that followed this one last time
+      // The last value of this key that took the full checks and was clean: event batches
+      // repeat values such as event names under the same key, and the checks are pure.
+      std::string clean_value;
+      bool clean_is_string = false;
+      bool has_clean = false;
     };
     const scan& s;
     std::unordered_map<std::string, member_key, string_hash, std::equal_to<>> keys;  // by raw name
@@ -309,12 +370,24 @@ struct engine::scan {
     const bool unnamed_interesting;  // the verdict for array items, which have no key
     std::vector<pattern_hit> hits;
 
+    // Keys and repeated values are a few bytes long: a loop beats the call to memcmp.
+    static bool same_key(std::string_view a, std::string_view b) {
+      if (a.size() != b.size()) {
+        return false;
+      }
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        if (a[i] != b[i]) {
+          return false;
+        }
+      }
+      return true;
+    }
     explicit json_skim(const scan& owner) : s(owner), unnamed_interesting(owner.interesting_key_cached("")) {}
     // Event batches repeat one sequence of keys: the key that followed this one last time is
     // tried before the hash table.
     bool key(std::string_view raw) override {
       member_key* found = nullptr;
-      if (current != nullptr && current->next != nullptr && *current->next->raw == raw) {
+      if (current != nullptr && current->next != nullptr && same_key(*current->next->raw, raw)) {
         found = const_cast<member_key*>(current->next);
       } else {
         auto it = keys.find(raw);
@@ -333,6 +406,10 @@ struct engine::scan {
       return keep_going(!current->verdict.structural);
     }
     bool scalar(std::string_view text, bool is_string, bool member) override {
+      if (member && current->has_clean && current->clean_is_string == is_string &&
+          same_key(current->clean_value, text)) {
+        return true;
+      }
       if (list_item_candidate(text)) {
         return keep_going(false);  // a package name or BSSID, maybe one of a list
       }
@@ -348,6 +425,11 @@ struct engine::scan {
       }
       hits.clear();
       scan_scalar(member ? std::string_view(current->norm) : std::string_view(), text, hits);
+      if (member && hits.empty()) {
+        current->clean_value.assign(text);
+        current->clean_is_string = is_string;
+        current->has_clean = true;
+      }
       return keep_going(hits.empty());
     }
     bool keep_going(bool nothing) {

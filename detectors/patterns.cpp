@@ -480,8 +480,17 @@ bool list_item_candidate(std::string_view text) {
   if ((text.size() == 12 || text.size() == 17) && !normalized_mac(text, buf).empty()) {
     return true;
   }
-  return text.size() >= 3 && std::memchr(text.data(), '.', std::min<std::size_t>(text.size(), 12)) != nullptr &&
-         package_like(text);
+  if (text.size() < 3) {
+    return false;
+  }
+  // A loop, not memchr: most scalars are a few bytes long, where the call costs more than the scan.
+  const std::size_t reach = std::min<std::size_t>(text.size(), 12);
+  for (std::size_t i = 0; i < reach; ++i) {
+    if (text[i] == '.') {
+      return package_like(text);
+    }
+  }
+  return false;
 }
 
 void scan_list(std::string_view key, const std::vector<const node*>& items, std::vector<pattern_hit>& out) {

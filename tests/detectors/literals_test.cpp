@@ -84,3 +84,39 @@ TEST_CASE("thousands of literals agree with a search for each, over random and b
     CHECK(find(set, text) == naive(literals, text));
   }
 }
+
+// With no literal shorter than m bytes only every (m - 7)th position is looked at: a literal
+// must be found whatever its position relative to those samples, and at the buffer's edges.
+TEST_CASE("long literals are found at every position relative to the sampled ones") {
+  for (const std::size_t shortest : {9u, 10u, 15u, 22u, 40u}) {
+    CAPTURE(shortest);
+    std::mt19937 rng(static_cast<unsigned>(shortest));
+    std::vector<std::string> literals;
+    for (int i = 0; i < 200; ++i) {
+      std::string l(shortest + rng() % 30, '0');
+      for (auto& c : l) {
+        c = static_cast<char>('a' + rng() % 26);
+      }
+      literals.push_back(l);
+    }
+    literals[0].resize(shortest);
+    const literal_set set(literals);
+    for (std::size_t at = 0; at < 40; ++at) {
+      for (const std::uint32_t id : {0u, 1u, 199u}) {
+        const auto& l = literals[id];
+        std::string text(at, '.');
+        text += l;
+        CHECK(find(set, text) == std::vector<std::uint32_t>{id});
+        text += std::string(at % 7, '.');
+        CHECK(find(set, text) == std::vector<std::uint32_t>{id});
+        CHECK(find(set, std::string_view(text).substr(0, at + l.size() - 1)).empty());
+      }
+    }
+    std::string text(8192, '.');
+    for (int k = 0; k < 40; ++k) {
+      const auto& l = literals[rng() % literals.size()];
+      text.replace(rng() % (text.size() - l.size()), l.size(), l);
+    }
+    CHECK(find(set, text) == naive(literals, text));
+  }
+}
