@@ -43,6 +43,7 @@ leak_record make_leak(const leak_context& c, std::uint64_t id, const Finding& f,
   r.where = f.where;
   r.encoding = f.encoding;
   r.value = std::move(masked_value);
+  r.count = f.count;
   r.method = c.method;
   r.path = c.path;
   r.har_entry = c.har_entry;

@@ -83,6 +83,7 @@ std::string to_json_line(const leak_record& r) {
             {"where", r.where},
             {"encoding", r.encoding},
             {"value", r.value},
+            {"count", r.count},
             {"request", {{"method", r.method}, {"path", r.path}}},
             {"har_entry", r.har_entry ? json(*r.har_entry) : json(nullptr)},
             {"frames", {{"traffic", r.traffic_frame == 0 ? json(nullptr) : json(r.traffic_frame)},

@@ -74,6 +74,7 @@ struct leak_record {
   std::string where;
   std::vector<std::string> encoding;
   std::string value;  // already masked
+  std::uint64_t count = 1;  // places in the request that carried it (list items merged)
   std::string method;
   std::string path;
   std::optional<std::uint64_t> har_entry;

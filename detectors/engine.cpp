@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 #include <strings.h>
 
 namespace leakscope::detectors {
@@ -47,6 +48,29 @@ std::string header_value(const http_request& r, const char* name) {
 
 bool plain_key(const std::string& k) {
   return !k.empty() && std::all_of(k.begin(), k.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; });
+}
+
+// A place with every list index written as [*]: "body.json:$.events[12].imei" becomes
+// "body.json:$.events[*].imei".
+std::string without_list_indices(std::string_view where) {
+  std::string out;
+  out.reserve(where.size());
+  std::size_t i = 0;
+  while (i < where.size()) {
+    if (where[i] == '[') {
+      std::size_t j = i + 1;
+      while (j < where.size() && where[j] >= '0' && where[j] <= '9') {
+        ++j;
+      }
+      if (j > i + 1 && j < where.size() && where[j] == ']') {
+        out += "[*]";
+        i = j + 1;
+        continue;
+      }
+    }
+    out += where[i++];
+  }
+  return out;
 }
 
 // Path of a child inside a structure, in that format's own notation.
@@ -394,7 +418,7 @@ struct engine::scan {
         if (it == keys.end()) {
           std::string norm = normalize_key(raw);
           const key_verdict verdict = s.judge_key(norm);
-          it = keys.emplace(std::string(raw), member_key{nullptr, std::move(norm), verdict, nullptr}).first;
+          it = keys.emplace(std::string(raw), member_key{nullptr, std::move(norm), verdict, nullptr, {}, false, false}).first;
           it->second.raw = &it->first;
         }
         found = &it->second;
@@ -809,19 +833,20 @@ struct engine::scan {
     // it (a lat/lng object and its lat member), and by a known one of any category for the
     // same value: the profile knows a BSSID is a BSSID, whatever its shape suggests. Indexed,
     // so a body with thousands of findings stays linearithmic.
+    const auto place_and_value = [](const finding& f) { return f.where + '\0' + f.value; };
     std::map<std::string, std::vector<std::string>> known_places;  // category -> sorted wheres
-    std::set<std::pair<std::string, std::string>> known_values;    // (where, value)
+    std::unordered_set<std::string> known_values;                  // place_and_value()
     for (const auto& f : out.findings) {
       if (f.source == std::string("known")) {
         known_places[f.category].push_back(f.where);
-        known_values.emplace(f.where, f.value);
+        known_values.insert(place_and_value(f));
       }
     }
     for (auto& [category, wheres] : known_places) {
       std::sort(wheres.begin(), wheres.end());
     }
     auto covered = [&](const finding& p) {
-      if (known_values.count({p.where, p.value}) != 0) {
+      if (known_values.count(place_and_value(p)) != 0) {
         return true;
       }
       const auto places = known_places.find(p.category);
@@ -832,7 +857,7 @@ struct engine::scan {
       const auto it = std::lower_bound(places->second.begin(), places->second.end(), p.where);
       return it != places->second.end() && it->compare(0, p.where.size(), p.where) == 0;
     };
-    std::set<std::string> seen;
+    std::unordered_set<std::string> seen;
     std::vector<bool> keep(out.findings.size(), false);
     for (std::size_t i = 0; i < out.findings.size(); ++i) {
       const auto& f = out.findings[i];
@@ -841,10 +866,25 @@ struct engine::scan {
       }
       keep[i] = seen.insert(f.category + '\0' + f.where + '\0' + f.value).second;
     }
+    // An event batch repeats one identifier in every event: one finding per value and form
+    // with a count, not thousands of records that differ only in a list index.
     std::vector<finding> unique;
+    std::unordered_map<std::string, std::size_t> by_shape;
     for (std::size_t i = 0; i < out.findings.size(); ++i) {
-      if (keep[i]) {
-        unique.push_back(std::move(out.findings[i]));
+      if (!keep[i]) {
+        continue;
+      }
+      auto& f = out.findings[i];
+      std::string shape = f.category + '\0' + f.source + '\0' + f.confidence + '\0' + f.value + '\0' +
+                          without_list_indices(f.where);
+      for (const auto& layer : f.encoding) {
+        shape += '\0' + layer;
+      }
+      const auto [it, added] = by_shape.emplace(std::move(shape), unique.size());
+      if (added) {
+        unique.push_back(std::move(f));
+      } else {
+        ++unique[it->second].count;
       }
     }
     out.findings = std::move(unique);

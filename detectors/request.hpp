@@ -30,6 +30,9 @@ struct finding {
   std::string where;                  // "url.query:imei", "header:X-Imei", "body"
   std::vector<std::string> encoding;  // decoding chain, outermost first: ["gzip"]
   std::string value;                  // the matched value, unmasked; mask() before writing
+  // How many places in the request carried it: places that differ only in a list index
+  // ($.events[0].imei, $.events[1].imei, …) make one finding, at the first of them.
+  std::size_t count = 1;
 };
 
 struct inspect_result {

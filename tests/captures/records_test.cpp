@@ -49,7 +49,7 @@ std::vector<std::string> lines_of(const std::filesystem::path& file) {
 
 TEST_CASE("leak record JSON line (golden)") {
   CHECK(to_json_line(sample_leak()) ==
-        R"json({"category":"imei","client":"192.168.1.23:53211","confidence":"high","dest":{"host":"alog.umeng.com","ip":"203.0.113.7","port":443,"scheme":"https"},"domain":"umeng.com","encoding":["gzip"],"flow":42,"frames":{"decrypted":null,"traffic":null},"har_entry":null,"id":3,"party":"third","party_rule":"sdk_catalog: umeng.com","request":{"method":"POST","path":"/app_logs"},"sdk":{"category":"analytics","name":"Umeng","vendor":"Alibaba (Umeng)"},"source":"known","t_consent_ms":null,"t_session_ms":12345,"ts":"2026-11-23T13:45:12.123456Z","value":"8654*******4564","where":"body"})json"
+        R"json({"category":"imei","client":"192.168.1.23:53211","confidence":"high","count":1,"dest":{"host":"alog.umeng.com","ip":"203.0.113.7","port":443,"scheme":"https"},"domain":"umeng.com","encoding":["gzip"],"flow":42,"frames":{"decrypted":null,"traffic":null},"har_entry":null,"id":3,"party":"third","party_rule":"sdk_catalog: umeng.com","request":{"method":"POST","path":"/app_logs"},"sdk":{"category":"analytics","name":"Umeng","vendor":"Alibaba (Umeng)"},"source":"known","t_consent_ms":null,"t_session_ms":12345,"ts":"2026-11-23T13:45:12.123456Z","value":"8654*******4564","where":"body"})json"
         "\n");
 }
 

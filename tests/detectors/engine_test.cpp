@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 #include <zlib.h>
 
+#include <map>
+
 using namespace leakscope;
 using namespace leakscope::detectors;
 
@@ -209,4 +211,34 @@ TEST_CASE("JSON findings that need the tree are still found behind neutral event
     CHECK(hit->where == std::string(c.where));
   }
   CHECK(e.inspect(post(R"({"events":[)" + events + "{}]}")).findings.empty());
+}
+
+TEST_CASE("a value repeated in every event of a batch is one finding with a count") {
+  const engine e(profile(), {});
+  std::string events;
+  for (int i = 0; i < 50; ++i) {
+    // The profile IMEI in each event, a phone number that is not in the profile in the first
+    // ten, and the IMEI again under another key in the last one.
+    events += R"({"n":)" + std::to_string(i) + R"(,"dev":{"imei":"865432101234564")" +
+              (i < 10 ? R"(,"tel":"13912345678")" : "") + "}},";
+  }
+  events += R"({"dev":{"id":"865432101234564"}})";
+  const auto result = e.inspect(post(R"({"events":[)" + events + "]}"));
+  std::map<std::string, const finding*> by_where;
+  for (const auto& f : result.findings) {
+    by_where[f.category + " " + f.source + " " + f.where] = &f;
+  }
+  const auto imei = by_where.find("imei known body.json:$.events[0].dev.imei");
+  REQUIRE(imei != by_where.end());
+  CHECK(imei->second->count == 50);
+  const auto tel = by_where.find("phone_number pattern body.json:$.events[0].dev.tel");
+  REQUIRE(tel != by_where.end());
+  CHECK(tel->second->count == 10);
+  // Another key is another place, even with the same value.
+  const auto other = by_where.find("imei known body.json:$.events[50].dev.id");
+  REQUIRE(other != by_where.end());
+  CHECK(other->second->count == 1);
+  for (const auto& f : result.findings) {
+    CHECK(f.where.find("events[1]") == std::string::npos);
+  }
 }
