@@ -162,6 +162,12 @@ content decode_content(std::string_view body, std::string_view content_encoding,
     }
     if (!d.ok && !d.limit_hit) {
       out.incomplete.push_back("decode_error");
+      // A body cut short still decodes up to the cut, and that part is what can be read; a
+      // coding that decodes to nothing (a lying header) leaves the bytes as they came.
+      if (!d.data.empty()) {
+        out.data = d.data;
+        out.chain.push_back(name);
+      }
       return false;
     }
     out.data = d.data;
@@ -177,7 +183,10 @@ content decode_content(std::string_view body, std::string_view content_encoding,
       // "deflate" means zlib (RFC 9110 §8.4.1.2), but many servers and SDKs send raw deflate.
       auto d = inflate_capped(out.data, cap);
       if (!d.ok) {
-        d = inflate_capped(out.data, cap, true);
+        auto raw = inflate_capped(out.data, cap, true);
+        if (raw.ok || raw.limit_hit || raw.data.size() > d.data.size()) {
+          d = std::move(raw);
+        }
       }
       go_on = apply(d, "deflate");
     } else if (c == "br") {

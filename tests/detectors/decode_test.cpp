@@ -94,7 +94,13 @@ TEST_CASE("truncated gzip keeps what was decoded and says it failed") {
   CHECK(text.rfind(d.data, 0) == 0);
   const auto c = decode_content(std::string_view(full).substr(0, full.size() / 2), "gzip", 1 << 20);
   CHECK(c.incomplete == std::vector<std::string>{"decode_error"});
-  CHECK(c.data.size() == full.size() / 2);  // the undecodable layer is scanned as it came
+  CHECK(c.data == d.data);  // what inflated before the cut is what gets scanned
+  CHECK(c.chain == std::vector<std::string>{"gzip"});
+  const auto z = zlib(text);
+  const auto cut = decode_content(std::string_view(z).substr(0, z.size() / 2), "deflate", 1 << 20);
+  CHECK(cut.incomplete == std::vector<std::string>{"decode_error"});
+  CHECK_FALSE(cut.data.empty());
+  CHECK(text.rfind(cut.data, 0) == 0);
 }
 
 TEST_CASE("a bomb in every coding stops at the cap") {

@@ -1,10 +1,13 @@
 """Hostile and broken peers: each case gets its typed outcome, and the proxy keeps serving."""
 
+import gzip
+import json
 import socket
 import ssl
 import struct
 import subprocess
 import threading
+import zlib
 
 from harness import OriginTestCase, ScriptedOrigin, TlsOrigin, curl, free_port, run, sign_with_ca
 
@@ -351,3 +354,71 @@ class Hostile(OriginTestCase):
 if __name__ == "__main__":
     import unittest
     unittest.main()
+
+
+def compressed(coding: str, data: bytes) -> bytes:
+    """`data` in one Content-Encoding, made by the coding's own tool."""
+    if coding == "gzip":
+        return gzip.compress(data)
+    if coding == "deflate":
+        return zlib.compress(data)
+    tool = {"br": ["brotli", "-c"], "zstd": ["zstd", "-q", "-c"]}[coding]
+    return subprocess.run(tool, input=data, capture_output=True, check=True).stdout
+
+
+class ContentEncodings(OriginTestCase):
+    """Bodies whose Content-Encoding is stacked, lies, is cut short or expands without end: the
+    origin gets the bytes as sent, the flow says what could not be decoded, and what could be
+    decoded is still scanned."""
+
+    def post(self, path, body, coding, content_type="application/x-www-form-urlencoded"):
+        path_file = self.root / "body.bin"
+        path_file.write_bytes(body)
+        _, answer, _ = curl("-x", self.proxy.url, "--cacert", str(self.proxy.ca_pem), "-H", f"Content-Encoding: {coding}",
+                            "-H", f"Content-Type: {content_type}", "--data-binary", f"@{path_file}",
+                            f"https://sdk.umeng.com:{self.origin.tls_port}{path}")
+        self.assertEqual(answer, b"received\n")
+        got = self.origin.logged(path)[-1]
+        self.assertEqual((got["encoding"], int(got["length"])), (coding, len(body)), "forwarded as sent")
+
+    def outcome(self, path):
+        flows = [f for f in self.proxy.flows() if (f.get("url") or "").endswith(path)]
+        self.assertEqual(len(flows), 1)
+        leaks = [(l["category"], l["where"], l["encoding"]) for l in self.proxy.leaks() if l["flow"] == flows[0]["id"]]
+        return flows[0]["incomplete"], leaks
+
+    def test_bombs_in_every_coding_stop_at_the_cap_and_the_decoded_part_is_scanned(self):
+        self.start(extra_config="limits: {max_decoded_body: 1MiB}")
+        bomb = b"imei=865432101234564&pad=" + b"A" * (16 << 20)
+        for coding in ("gzip", "deflate", "br", "zstd"):
+            body = compressed(coding, bomb)
+            self.assertLess(len(body), 1 << 20)
+            self.post(f"/echo/bomb-{coding}", body, coding)
+        _, answer, _ = curl("-x", self.proxy.url, "--cacert", str(self.proxy.ca_pem),
+                            f"https://api.example.test:{self.origin.tls_port}/index.html")
+        self.assertEqual(answer, b"hello from the origin\n")
+        self.assertEqual(self.proxy.stop(), 0)
+        for coding in ("gzip", "deflate", "br", "zstd"):
+            with self.subTest(coding=coding):
+                incomplete, leaks = self.outcome(f"/echo/bomb-{coding}")
+                self.assertEqual(incomplete, ["decompression_limit"])
+                self.assertEqual(leaks, [("imei", "body.form:imei", [coding, "form"])])
+
+    def test_stacked_lying_and_truncated_encodings(self):
+        self.start()
+        doc = json.dumps({"dev": {"imei": "865432101234564"}, "pad": "x" * 4000}).encode()
+        self.post("/echo/stacked", compressed("br", gzip.compress(doc)), "gzip, br", "application/json")
+        self.post("/echo/lying", doc, "gzip", "application/json")
+        whole = gzip.compress(doc, mtime=0)
+        self.post("/echo/truncated", whole[: len(whole) - 12], "gzip", "application/json")
+        self.post("/echo/unknown", doc, "compress", "application/json")
+        _, answer, _ = curl("-x", self.proxy.url, "--cacert", str(self.proxy.ca_pem),
+                            f"https://api.example.test:{self.origin.tls_port}/index.html")
+        self.assertEqual(answer, b"hello from the origin\n")
+        self.assertEqual(self.proxy.stop(), 0)
+        self.assertEqual(self.outcome("/echo/stacked"), ([], [("imei", "body.json:$.dev.imei", ["br", "gzip", "json"])]))
+        self.assertEqual(self.outcome("/echo/lying"), (["decode_error"], [("imei", "body.json:$.dev.imei", ["json"])]))
+        self.assertEqual(self.outcome("/echo/unknown"), (["decode_error"], [("imei", "body.json:$.dev.imei", ["json"])]))
+        incomplete, leaks = self.outcome("/echo/truncated")
+        self.assertEqual(incomplete, ["decode_error"])
+        self.assertEqual([l[0] for l in leaks], ["imei"], "the part that inflated is still scanned")
