@@ -113,11 +113,16 @@ json body_json(const std::string& body) {
     }
     i += static_cast<std::size_t>(std::max(len, 1));
   }
+  // Built member by member so the (up to max_inspect_body) text is moved in, not copied: an
+  // initializer list would copy it once more.
+  json out = json::object();
   if (utf8) {
-    return {{"text", body}};
+    out["text"] = body;
+    return out;
   }
-  const std::string b64 = base64_encode(body);
-  return {{"text", b64}, {"encoding", "base64"}};
+  out["text"] = base64_encode(body);
+  out["encoding"] = "base64";
+  return out;
 }
 
 }  // namespace

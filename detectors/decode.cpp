@@ -1,5 +1,7 @@
 #include "detectors/decode.hpp"
 
+#include <strings.h>
+
 #include <brotli/decode.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -130,6 +132,24 @@ bool looks_compressed(std::string_view d) {
   // zlib: CM = 8 with a window of at most 32 KiB, and the header as a 16-bit number is a
   // multiple of 31 (RFC 1950 §2.2).
   return (b0 & 0x0f) == 8 && (b0 >> 4) <= 7 && ((b0 << 8) | b1) % 31 == 0;
+}
+
+bool has_content_coding(std::string_view body, std::string_view content_encoding) {
+  while (!content_encoding.empty()) {
+    const auto comma = content_encoding.find(',');
+    auto token = content_encoding.substr(0, comma);
+    content_encoding = comma == std::string_view::npos ? std::string_view() : content_encoding.substr(comma + 1);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) {
+      token.remove_prefix(1);
+    }
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) {
+      token.remove_suffix(1);
+    }
+    if (!token.empty() && !(token.size() == 8 && strncasecmp(token.data(), "identity", 8) == 0)) {
+      return true;
+    }
+  }
+  return looks_compressed(body);
 }
 
 content decode_content(std::string_view body, std::string_view content_encoding, std::size_t cap) {

@@ -36,6 +36,9 @@ struct content {
 // two layers), then a gzip/zlib layer the header did not declare. On a decoding error the
 // input of the failing layer is kept, so nothing goes unscanned.
 content decode_content(std::string_view body, std::string_view content_encoding, std::size_t cap);
+// Whether decode_content() would undo anything: a coding other than identity is declared, or
+// the body starts like gzip or zlib. When not, the body can be scanned where it is, uncopied.
+bool has_content_coding(std::string_view body, std::string_view content_encoding);
 
 // "%E5%BC%A0+a" -> "张 a" (`plus_is_space` for form and query values).
 std::string percent_decode(std::string_view text, bool plus_is_space);

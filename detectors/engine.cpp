@@ -965,7 +965,9 @@ inspect_result engine::inspect(const http_request& request) const {
     }
     s.leaf(normalize_key(h.name), h.value, "header:" + h.name, {}, 0, true);
   }
-  if (!request.body.empty()) {
+  if (!request.body.empty() && !has_content_coding(request.body, header_value(request, "content-encoding"))) {
+    s.buffer(request.body, "body", {}, 0, "", header_value(request, "content-type"));  // no copy of a plain body
+  } else if (!request.body.empty()) {
     auto body = decode_content(request.body, header_value(request, "content-encoding"), limits_.max_decoded_body);
     s.out.incomplete.insert(s.out.incomplete.end(), body.incomplete.begin(), body.incomplete.end());
     s.buffer(body.data, "body", body.chain, 0, "", header_value(request, "content-type"));

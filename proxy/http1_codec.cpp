@@ -119,7 +119,13 @@ int parser::on_body(llhttp_t* p, const char* at, std::size_t n) {
   auto& s = self(p);
   s.body_size_ += n;
   if (s.body_.size() < s.body_cap_) {
-    s.body_.append(at, std::min(n, s.body_cap_ - s.body_.size()));
+    const std::size_t take = std::min(n, s.body_cap_ - s.body_.size());
+    if (s.body_.size() + take > s.body_.capacity()) {
+      // Doubling, but never past the cap: plain doubling would reserve up to twice the cap
+      // (31 MiB for a 16 MiB body).
+      s.body_.reserve(std::min(std::max(2 * s.body_.capacity(), s.body_.size() + take), s.body_cap_));
+    }
+    s.body_.append(at, take);
   }
   return 0;
 }

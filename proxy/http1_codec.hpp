@@ -94,6 +94,10 @@ class parser {
   // connection should not hold the last upload's megabytes).
   void release_memory();
   const std::string& body() const { return body_; }
+  // The kept body handed over without a copy (it may be the inspection cap, 16 MiB); the parser
+  // keeps none afterwards, while body_size() still counts what passed.
+  std::string take_body() { return std::move(body_); }
+  void put_back_body(std::string body) { body_ = std::move(body); }
   std::uint64_t body_size() const { return body_size_; }
   bool body_truncated() const { return body_size_ > body_.size(); }
   bool keep_alive() const { return keep_alive_; }

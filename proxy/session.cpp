@@ -351,7 +351,7 @@ void write_leaks(services& sv, const connection& conn, captures::flow_record& fl
   }
 }
 
-void record_leaks(services& sv, const connection& conn, captures::flow_record& flow, const http1::parser& req,
+void record_leaks(services& sv, const connection& conn, captures::flow_record& flow, http1::parser& req,
                   const std::string& origin_form) {
   detectors::http_request request;
   const auto& head = req.head();
@@ -362,9 +362,10 @@ void record_leaks(services& sv, const connection& conn, captures::flow_record& f
   for (const auto& h : head.headers) {
     request.headers.push_back({h.name, h.value});
   }
-  request.body = req.body();
   request.body_truncated = req.body_truncated();
+  request.body = req.take_body();  // lent, not copied: the exchange record takes it afterwards
   const auto result = sv.detector.inspect(request);
+  req.put_back_body(std::move(request.body));
   flow.incomplete = result.incomplete;
   flow.request_truncated = request.body_truncated;
   // Without the query: values in it would defeat masking.
@@ -511,7 +512,7 @@ struct exchange {
   // leaks are on disk before the flow that refers to them and a cut-off request is still seen.
   std::function<void(captures::flow_record&)> inspect;
   connection* conn = nullptr;
-  const http1::parser* req = nullptr;  // for the exchange record (HAR): heads and the kept body
+  http1::parser* req = nullptr;  // for the exchange record (HAR): heads and the kept body, taken
   const http1::parser* res = nullptr;
   captures::http_tap* plain = nullptr;  // decrypted.pcapng
   captures::leg_tap* plain_phone = nullptr;   // traffic.pcapng, plain HTTP only
@@ -548,8 +549,8 @@ void finish(services& sv, exchange& x, std::optional<captures::typed_error> erro
     for (const auto& h : rh.headers) {
       e.request_headers.emplace_back(h.name, h.value);
     }
-    e.request_body = x.req->body();
     e.request_body_size = x.req->body_size();
+    e.request_body = x.req->take_body();  // the exchange is over: the record is the body's last use
     if (x.forwarded && x.res != nullptr) {
       const auto& sh = x.res->head();
       e.status = sh.status;

@@ -418,3 +418,36 @@ class TlsOrigin(_Listener):
                 tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         except ssl.SSLError:
             pass
+
+
+class CountingOrigin(_Listener):
+    """A TLS origin that reads a request body of any length and answers how many bytes came:
+    nginx would spool a body of gigabytes to disk before answering."""
+
+    def __init__(self, cert: Path, key: Path):
+        import ssl
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(cert), str(key))
+        super().__init__()
+
+    def handle(self, conn):
+        with self.ctx.wrap_socket(conn, server_side=True) as tls:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            got = len(rest)
+            buf = bytearray(1 << 20)
+            while got < length:
+                n = tls.recv_into(buf)
+                if n == 0:
+                    break
+                got += n
+            body = f"received {got}\n".encode()
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+
