@@ -351,6 +351,17 @@ def sign_with_ca(d: Path, name: str, ca_key: Path, ca_pem: Path, dns_names, star
     return key, pem
 
 
+def read_until(sock, marker: bytes) -> bytes:
+    """What `sock` sends up to and including `marker`, or all it sent before closing."""
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 class _Listener:
     """A loopback server thread handing each accepted connection to handle()."""
 
@@ -388,12 +399,7 @@ class ScriptedOrigin(_Listener):
 
     def handle(self, conn):
         import struct
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            head += chunk
+        read_until(conn, b"\r\n\r\n")
         conn.sendall(self.reply)
         if self.reset:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -432,12 +438,9 @@ class CountingOrigin(_Listener):
 
     def handle(self, conn):
         with self.ctx.wrap_socket(conn, server_side=True) as tls:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = tls.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
+            data = read_until(tls, b"\r\n\r\n")
+            if b"\r\n\r\n" not in data:
+                return
             head, _, rest = data.partition(b"\r\n\r\n")
             length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
                           if line.lower().startswith(b"content-length:"))

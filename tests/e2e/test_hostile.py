@@ -9,7 +9,7 @@ import subprocess
 import threading
 import zlib
 
-from harness import OriginTestCase, ScriptedOrigin, TlsOrigin, curl, free_port, run, sign_with_ca
+from harness import OriginTestCase, ScriptedOrigin, TlsOrigin, curl, free_port, read_until, run, sign_with_ca
 
 
 def exchange(port, data, read=True):
@@ -281,12 +281,7 @@ class Hostile(OriginTestCase):
                       b"c\r\n{\"imei\":\"865\r\n")
             s.sendall(b"4\r\n4321\r\n")
             s.sendall(b"e\r\n01234564\"}    \r\n0\r\n\r\n")
-            answer = b""
-            while b"received" not in answer:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
+            answer = read_until(s, b"received")
         self.assertIn(b"received", answer)
         self.assertEqual(self.proxy.stop(), 0)
         self.assertEqual([(l["category"], l["where"]) for l in self.proxy.leaks()], [("imei", "body.json:$.imei")])
