@@ -9,25 +9,29 @@
 
 namespace leakscope::captures {
 
-inline std::string base64_encode(std::string_view bytes) {
+// Appends the standard, padded encoding of `bytes` to `out`.
+inline void base64_append(std::string& out, std::string_view bytes) {
   static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  for (std::size_t i = 0; i < bytes.size(); i += 3) {
-    const std::size_t n = std::min<std::size_t>(3, bytes.size() - i);
-    std::uint32_t v = static_cast<std::uint8_t>(bytes[i]) << 16;
-    if (n > 1) {
-      v |= static_cast<std::uint8_t>(bytes[i + 1]) << 8;
-    }
-    if (n > 2) {
-      v |= static_cast<std::uint8_t>(bytes[i + 2]);
-    }
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    out += n > 1 ? alphabet[(v >> 6) & 63] : '=';
-    out += n > 2 ? alphabet[v & 63] : '=';
+  const std::size_t at = out.size();
+  out.resize(at + (bytes.size() + 2) / 3 * 4);
+  char* o = out.data() + at;
+  const auto* in = reinterpret_cast<const unsigned char*>(bytes.data());
+  std::size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3, o += 4) {
+    const std::uint32_t v = (std::uint32_t{in[i]} << 16) | (std::uint32_t{in[i + 1]} << 8) | in[i + 2];
+    o[0] = alphabet[v >> 18];
+    o[1] = alphabet[(v >> 12) & 63];
+    o[2] = alphabet[(v >> 6) & 63];
+    o[3] = alphabet[v & 63];
   }
-  return out;
+  if (i < bytes.size()) {
+    const bool two = i + 1 < bytes.size();
+    const std::uint32_t v = (std::uint32_t{in[i]} << 16) | (two ? std::uint32_t{in[i + 1]} << 8 : 0);
+    o[0] = alphabet[v >> 18];
+    o[1] = alphabet[(v >> 12) & 63];
+    o[2] = two ? alphabet[(v >> 6) & 63] : '=';
+    o[3] = '=';
+  }
 }
 
 // Standard or URL-safe alphabet; padding and whitespace ignored. nullopt on any other character.

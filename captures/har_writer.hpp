@@ -10,13 +10,16 @@
 
 namespace leakscope::captures {
 
-// Reads a session folder's session.json and JSONL logs. Torn or unreadable lines are skipped
-// and described in `warnings`.
+// Reads a session folder's session.json and its flows, leaks and marks logs. Torn or
+// unreadable lines are skipped and described in `warnings`. exchanges.jsonl is not read: it
+// holds request bodies, and only write_har needs it, one line at a time.
 session_records read_session(const std::filesystem::path& dir, std::vector<std::string>* warnings = nullptr);
 
+// The document from records held in memory, `exchanges` included.
 nlohmann::json build_har(const session_records& records, const std::string& tool_version);
 
-// Writes DIR/flows.har (0600) from the folder's logs; returns the number of entries.
+// Writes DIR/flows.har (0600) from the folder's logs, the same document as build_har, in
+// memory bounded by one exchange rather than the session; returns the number of entries.
 std::size_t write_har(const std::filesystem::path& dir, const std::string& tool_version);
 
 }  // namespace leakscope::captures

@@ -111,21 +111,18 @@ verify_result verify_session(const std::filesystem::path& dir) {
     }
   }
 
-  // The chain: each line names the SHA-256 of the line before it.
+  // The chain: each line names the SHA-256 of the line before it. Read a line at a time, as
+  // the captures are a block at a time: the folder may be larger than memory.
   std::ifstream in(dir / "leaks.jsonl", std::ios::binary);
-  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::string prev = chain_start;
   std::size_t line_no = 0;
-  std::size_t pos = 0;
-  while (pos < all.size()) {
-    const auto nl = all.find('\n', pos);
+  for (std::string line; std::getline(in, line);) {
     ++line_no;
-    if (nl == std::string::npos) {
+    if (in.eof()) {
       problem("leaks.jsonl:" + std::to_string(line_no) + ": torn last line (a write was cut off)");
       break;
     }
-    const std::string line = all.substr(pos, nl + 1 - pos);
-    pos = nl + 1;
+    line += '\n';
     const auto record = json::parse(line, nullptr, false);
     if (record.is_discarded() || !record.is_object()) {
       problem("leaks.jsonl:" + std::to_string(line_no) + ": not a JSON record");
@@ -142,12 +139,10 @@ verify_result verify_session(const std::filesystem::path& dir) {
     if (!pin) {
       continue;
     }
-    const std::string bytes((std::istreambuf_iterator<char>(pin)), std::istreambuf_iterator<char>());
-    std::size_t valid = 0;
-    const auto blocks = pcapng::read_blocks(bytes, &valid);
-    if (valid != bytes.size()) {
-      problem(std::string(name) + ": readable up to byte " + std::to_string(valid) + " of " + std::to_string(bytes.size()) +
-              " (" + std::to_string(blocks.size()) + " whole blocks; the rest is cut off)");
+    const auto walk = pcapng::walk_blocks(pin);
+    if (walk.valid_bytes != walk.size) {
+      problem(std::string(name) + ": readable up to byte " + std::to_string(walk.valid_bytes) + " of " +
+              std::to_string(walk.size) + " (" + std::to_string(walk.blocks) + " whole blocks; the rest is cut off)");
     }
   }
   if (manifest.contains("leaks")) {

@@ -279,4 +279,32 @@ std::vector<block> read_blocks(std::string_view file, std::size_t* valid_bytes) 
   return out;
 }
 
+block_walk walk_blocks(std::istream& in) {
+  block_walk w;
+  in.seekg(0, std::ios::end);
+  w.size = static_cast<std::uint64_t>(std::max<std::streamoff>(in.tellg(), 0));
+  std::uint64_t at = 0;
+  char head[8];
+  char tail[4];
+  while (w.size - at >= 12) {
+    in.seekg(static_cast<std::streamoff>(at));
+    if (!in.read(head, sizeof head)) {
+      break;
+    }
+    const auto length = get32(std::string_view(head, sizeof head), 4);
+    if (length < 12 || length % 4 != 0 || length > w.size - at) {
+      break;
+    }
+    in.seekg(static_cast<std::streamoff>(at + length - 4));
+    if (!in.read(tail, sizeof tail) || get32(std::string_view(tail, sizeof tail), 0) != length) {
+      break;
+    }
+    at += length;
+    ++w.blocks;
+  }
+  in.clear();
+  w.valid_bytes = at;
+  return w;
+}
+
 }  // namespace leakscope::captures::pcapng

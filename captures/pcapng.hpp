@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <istream>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -61,5 +62,14 @@ struct block {
 };
 // Reads whole blocks; stops at the first truncated or malformed one and reports where.
 std::vector<block> read_blocks(std::string_view file, std::size_t* valid_bytes = nullptr);
+
+// The same check as read_blocks over a stream, holding one block header at a time: a capture
+// of a 10 GiB transfer is verified without reading it into memory.
+struct block_walk {
+  std::uint64_t blocks = 0;
+  std::uint64_t valid_bytes = 0;  // whole blocks end here
+  std::uint64_t size = 0;         // the stream's length
+};
+block_walk walk_blocks(std::istream& in);
 
 }  // namespace leakscope::captures::pcapng

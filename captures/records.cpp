@@ -101,45 +101,95 @@ json header_list(const std::vector<std::pair<std::string, std::string>>& headers
   return out;
 }
 
-// Valid UTF-8 text is kept as text; anything else as base64, as HAR writers do.
-json body_json(const std::string& body) {
-  bool utf8 = true;
-  for (std::size_t i = 0; i < body.size() && utf8;) {
+bool is_utf8_text(std::string_view body) {
+  for (std::size_t i = 0; i < body.size();) {
     const auto c = static_cast<unsigned char>(body[i]);
     const int len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
-    utf8 = len > 0 && i + static_cast<std::size_t>(len) <= body.size() && (c >= 0x20 || c == '\n' || c == '\r' || c == '\t');
-    for (int k = 1; utf8 && k < len; ++k) {
-      utf8 = (static_cast<unsigned char>(body[i + static_cast<std::size_t>(k)]) & 0xc0) == 0x80;
+    if (len == 0 || i + static_cast<std::size_t>(len) > body.size() || (c < 0x20 && c != '\n' && c != '\r' && c != '\t')) {
+      return false;
     }
-    i += static_cast<std::size_t>(std::max(len, 1));
+    for (int k = 1; k < len; ++k) {
+      if ((static_cast<unsigned char>(body[i + static_cast<std::size_t>(k)]) & 0xc0) != 0x80) {
+        return false;
+      }
+    }
+    i += static_cast<std::size_t>(len);
   }
-  // Built member by member so the (up to max_inspect_body) text is moved in, not copied: an
-  // initializer list would copy it once more.
-  json out = json::object();
-  if (utf8) {
-    out["text"] = body;
-    return out;
+  return true;
+}
+
+// The HAR body object {"encoding"?,"text","truncated"}, keys in nlohmann's (sorted) order.
+// Valid UTF-8 text is kept as text; anything else as base64, as HAR writers do. Written
+// straight into the line: the body is up to capture.max_inspect_body, and a json value of it
+// plus its dump would hold it three times over.
+bool needs_escape(char c) { return c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t'; }
+
+// The size of the body's text in the line, for one allocation of the line.
+std::size_t body_text_size(std::string_view body, bool text) {
+  return text ? body.size() + static_cast<std::size_t>(std::count_if(body.begin(), body.end(), needs_escape))
+              : (body.size() + 2) / 3 * 4;
+}
+
+void append_body_json(std::string& out, std::string_view body, bool text, bool truncated) {
+  if (text) {
+    out += "{\"text\":\"";
+    for (const char c : body) {
+      switch (c) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        default:
+          out += c;
+      }
+    }
+  } else {
+    out += "{\"encoding\":\"base64\",\"text\":\"";
+    base64_append(out, body);
   }
-  out["text"] = base64_encode(body);
-  out["encoding"] = "base64";
-  return out;
+  out += truncated ? "\",\"truncated\":true}" : "\",\"truncated\":false}";
 }
 
 }  // namespace
 
 std::string to_json_line(const exchange_record& r) {
-  json request = {{"httpVersion", r.http_version}, {"headers", header_list(r.request_headers)},
-                  {"bodySize", r.request_body_size}};
+  const json request = {{"httpVersion", r.http_version}, {"headers", header_list(r.request_headers)},
+                        {"bodySize", r.request_body_size}};
+  const json response = r.status == 0 ? json(nullptr)
+                                      : json{{"status", r.status},
+                                             {"statusText", r.reason},
+                                             {"headers", header_list(r.response_headers)},
+                                             {"bodySize", r.response_body_size}};
+  const auto dump = [](const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); };
+  const std::string request_rest = dump(request);  // "{...}": the members after "body"
+  const std::string response_text = dump(response);
+  const bool text = is_utf8_text(r.request_body);
+  std::string out;
+  out.reserve(160 + request_rest.size() + response_text.size() + body_text_size(r.request_body, text));
+  out += "{\"flow\":";
+  out += std::to_string(r.flow);
+  out += ",\"request\":{";
   if (!r.request_body.empty()) {
-    request["body"] = body_json(r.request_body);
-    request["body"]["truncated"] = r.request_body.size() < r.request_body_size;
+    out += "\"body\":";
+    append_body_json(out, r.request_body, text, r.request_body.size() < r.request_body_size);
+    out += ',';
   }
-  json response = r.status == 0 ? json(nullptr)
-                                : json{{"status", r.status},
-                                       {"statusText", r.reason},
-                                       {"headers", header_list(r.response_headers)},
-                                       {"bodySize", r.response_body_size}};
-  return line({{"flow", r.flow}, {"request", request}, {"response", response}});
+  out.append(request_rest, 1);
+  out += ",\"response\":";
+  out += response_text;
+  out += "}\n";
+  return out;
 }
 
 std::string to_json_line(const mark_record& r) {

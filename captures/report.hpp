@@ -23,7 +23,7 @@ struct report_rules {
 struct session_records {
   nlohmann::json session = nlohmann::json::object();  // session.json
   std::vector<nlohmann::json> leaks, flows, marks;    // the JSONL files, line by line
-  std::vector<nlohmann::json> exchanges;              // exchanges.jsonl (for HAR)
+  std::vector<nlohmann::json> exchanges;              // exchanges.jsonl, for build_har; read_session leaves it empty
 };
 
 // Rules R1-R6 and the limits of the evidence. `party_of_host` tells first/third/unknown for a

@@ -4,6 +4,9 @@
 
 #include <doctest/doctest.h>
 
+#include <fstream>
+#include <unistd.h>
+
 using namespace leakscope::captures;
 using nlohmann::json;
 
@@ -49,4 +52,71 @@ TEST_CASE("HAR entries are built from the logs and read back by our HAR reader")
   CHECK(back[0].body == std::string("\x1f\x8b\x08\x00", 4));
   CHECK(back[0].headers.at(0).first == "Content-Type");
   CHECK(back[1].target == "/");
+}
+
+namespace {
+
+std::string exchange_line(std::uint64_t flow, const std::string& body) {
+  exchange_record r;
+  r.flow = flow;
+  r.request_headers = {{"Content-Type", "application/json"}};
+  r.request_body = body;
+  r.request_body_size = body.size();
+  r.status = 200;
+  r.reason = "OK";
+  return to_json_line(r);
+}
+
+void write_text(const std::filesystem::path& file, const std::string& text) {
+  std::ofstream(file, std::ios::binary) << text;
+}
+
+}  // namespace
+
+TEST_CASE("flows.har written from a session folder is the document build_har makes") {
+  const auto dir = std::filesystem::temp_directory_path() / ("leakscope-har-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::string flows;
+  for (int id = 1; id <= 6; ++id) {
+    json f = {{"id", id}, {"start", "2026-11-23T02:00:0" + std::to_string(id) + ".000000Z"}, {"method", "POST"},
+              {"url", "https://alog.umeng.com/x?n=" + std::to_string(id)}, {"status", 200}, {"error", nullptr}};
+    if (id == 4) {
+      f["method"] = nullptr;  // a connection without a request: no entry
+    }
+    flows += f.dump() + "\n";
+  }
+  write_text(dir / "flows.jsonl", flows);
+  // Exchanges land in the order they finished, not the flows' order; flow 5 has none, flow
+  // 6's line is torn (the session was cut off), and a large body is kept as it was.
+  const std::string large(3 << 20, 'x');
+  const std::string body3 = "{\"imei\":\"865432101234564\",\"note\":\"a\\\\b\\n\tc \xe5\xbc\xa0\"}";
+  write_text(dir / "exchanges.jsonl", exchange_line(3, body3) +
+                                          exchange_line(1, std::string("\x1f\x8b\x08\x00", 4)) +
+                                          exchange_line(2, large) + exchange_line(6, "{}").substr(0, 20));
+  write_text(dir / "leaks.jsonl", json{{"id", 1}, {"flow", 3}, {"category", "imei"}, {"where", "body.json:$.imei"},
+                                       {"value", "8654*******4564"}, {"party", "third"}}.dump() + "\n");
+  write_text(dir / "marks.jsonl", json{{"kind", "consent"}, {"ts", "2026-11-23T02:00:02.500000Z"}}.dump() + "\n");
+
+  CHECK(write_har(dir, "0.1.0") == 5);
+  std::ifstream in(dir / "flows.har");
+  const auto written = json::parse(in);
+  auto records = read_session(dir);
+  CHECK(records.exchanges.empty());
+  records.exchanges = {json::parse(exchange_line(3, body3)),
+                       json::parse(exchange_line(1, std::string("\x1f\x8b\x08\x00", 4))),
+                       json::parse(exchange_line(2, large))};
+  CHECK(written == build_har(records, "0.1.0"));
+  const auto& entries = written["log"]["entries"];
+  REQUIRE(entries.size() == 5);
+  CHECK(entries[1]["request"]["postData"]["text"].get<std::string>().size() == large.size());
+  CHECK(entries[2]["_leaks"][0]["category"] == "imei");
+  CHECK(entries[3]["_flow"] == 5);
+  CHECK_FALSE(entries[3]["request"].contains("postData"));
+  CHECK_FALSE(entries[4]["request"].contains("postData"));  // the torn line is not an exchange
+  CHECK(entries[2]["_consent_phase"] == "after_consent");
+  CHECK((std::filesystem::status(dir / "flows.har").permissions() & std::filesystem::perms::group_all) ==
+        std::filesystem::perms::none);
+  CHECK_FALSE(std::filesystem::exists(dir / "flows.har.tmp"));
+  std::filesystem::remove_all(dir);
 }

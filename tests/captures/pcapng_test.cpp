@@ -2,6 +2,8 @@
 #include "certs/leaf.hpp"
 
 #include <doctest/doctest.h>
+
+#include <sstream>
 #include <openssl/ssl.h>
 
 #include <cstdio>
@@ -99,6 +101,22 @@ TEST_CASE("blocks read back, and a truncated file is readable up to its last who
   blocks = pcapng::read_blocks(std::string_view(file).substr(0, file.size() - 5), &valid);
   CHECK(blocks.size() == 2);
   CHECK(valid == a.size() + b.size());
+
+  // Walking a stream agrees with reading the whole file, cut at every byte and corrupted.
+  std::string damaged = file;
+  damaged[a.size() + b.size() - 1] ^= 1;  // b's trailing length no longer matches
+  for (const auto& whole : {file, damaged}) {
+    for (std::size_t cut = 0; cut <= whole.size(); ++cut) {
+      CAPTURE(cut);
+      const auto part = whole.substr(0, cut);
+      std::istringstream in(part);
+      const auto walk = pcapng::walk_blocks(in);
+      std::size_t read_valid = 0;
+      CHECK(walk.blocks == pcapng::read_blocks(part, &read_valid).size());
+      CHECK(walk.valid_bytes == read_valid);
+      CHECK(walk.size == cut);
+    }
+  }
 }
 
 TEST_CASE("a synthetic TCP stream reads as HTTP in tshark, with the packet comment") {

@@ -74,6 +74,63 @@ TEST_CASE("bytes that are not UTF-8 do not break a record") {
   CHECK(nlohmann::json::parse(line)["url"] == "/\xEF\xBF\xBD\xEF\xBF\xBD");
 }
 
+TEST_CASE("an exchange line holds the body as HAR text or base64, as a JSON serialiser would") {
+  using nlohmann::json;
+  const std::vector<std::pair<std::string, bool>> bodies = {  // body, kept as text
+      {"imei=865432101234564&n=\"quoted\"\\back\nline\r\tend", true},
+      {"{\"name\":\"\u5f20\u4e09\"}", true},
+      {"\xe5\xbc\xa0\xe4\xb8\x89 \xe3\x80\x90\xe6\xb5\x8b\xe8\xaf\x95\xe3\x80\x91", true},  // 张三 【测试】
+      {"x", true},
+      {"", true},
+      {std::string("\x1f\x8b\x08", 3), false},
+      {std::string("\x1f\x8b\x08\x00", 4), false},
+      {std::string("a\0", 2), false},
+      {std::string("\x01\x02\x03\x04\x05", 5), false},
+      {"\xe5\xbc", false}};  // a UTF-8 sequence cut short is not text
+  for (const auto& [body, text] : bodies) {
+    CAPTURE(body);
+    exchange_record r;
+    r.flow = 42;
+    r.request_headers = {{"Content-Type", "text/plain"}, {"X-Odd", "a\"b"}};
+    r.request_body = body;
+    r.request_body_size = body.size() + 10;
+    r.status = 200;
+    r.reason = "OK";
+    r.response_headers = {{"Server", "nginx"}};
+    r.response_body_size = 7;
+    json request = {{"httpVersion", r.http_version},
+                    {"headers", json::array({{{"name", "Content-Type"}, {"value", "text/plain"}},
+                                             {{"name", "X-Odd"}, {"value", "a\"b"}}})},
+                    {"bodySize", r.request_body_size}};
+    if (!body.empty()) {
+      request["body"] = text ? json{{"text", body}, {"truncated", true}}
+                             : json{{"text", json::parse(to_json_line(r))["request"]["body"]["text"]},
+                                    {"encoding", "base64"},
+                                    {"truncated", true}};
+    }
+    const json expected = {{"flow", 42},
+                           {"request", request},
+                           {"response", {{"status", 200}, {"statusText", "OK"}, {"bodySize", 7},
+                                         {"headers", json::array({{{"name", "Server"}, {"value", "nginx"}}})}}}};
+    const auto line = to_json_line(r);
+    CHECK(line == expected.dump() + "\n");
+  }
+  // base64 at each of the three lengths modulo 3
+  const std::vector<std::pair<std::string, std::string>> b64 = {
+      {std::string("\x01", 1), "AQ=="}, {std::string("\x01\x02", 2), "AQI="}, {std::string("\x01\x02\x03", 3), "AQID"},
+      {std::string("\xff\xfe\xfd\xfc", 4), "//79/A=="}};
+  for (const auto& [bytes, encoded] : b64) {
+    exchange_record r;
+    r.request_body = bytes;
+    r.request_body_size = bytes.size();
+    const auto j = json::parse(to_json_line(r));
+    CHECK(j["request"]["body"]["text"] == encoded);
+    CHECK(j["request"]["body"]["encoding"] == "base64");
+    CHECK(j["request"]["body"]["truncated"] == false);
+    CHECK(j["response"].is_null());
+  }
+}
+
 TEST_CASE("the recorder writes whole lines in submission order from many threads") {
   char tmpl[] = "/tmp/leakscope-rec-XXXXXX";
   const std::filesystem::path base = ::mkdtemp(tmpl);

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 from pathlib import Path
@@ -203,13 +204,20 @@ device: {json.dumps(device)}
         self.url = f"http://127.0.0.1:{self.port}"
         self.summary = None
         self.stderr = None
+        self.peak_rss_kib = None
 
     def stop(self):
-        """Ctrl-C, then wait: every record is on disk once the process has exited."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        out, err = self.proc.communicate(timeout=30)
-        self.summary, self.stderr = out, err
+        """Ctrl-C, then wait: every record is on disk once the process has exited. The process
+        is reaped with wait4, so `peak_rss_kib` is its peak over the whole run, sealing the
+        session included (None if it had already exited)."""
+        if self.proc.returncode is not None:
+            return self.proc.returncode
+        self.peak_rss_kib = None
+        if self.proc.poll() is not None:
+            self.summary, self.stderr = self.proc.communicate()
+            return self.proc.returncode
+        self.proc.send_signal(signal.SIGINT)
+        self.summary, self.stderr, self.peak_rss_kib = reap(self.proc, timeout=30)
         return self.proc.returncode
 
     def vm_hwm_kib(self):
@@ -230,6 +238,36 @@ device: {json.dumps(device)}
 
     def leaks(self):
         return self.records("leaks.jsonl")
+
+
+def reap(proc, timeout):
+    """Waits for a Popen started with pipes, reading them; returns (stdout, stderr, peak RSS
+    in KiB over the process's whole life), which only wait4 on the process itself can tell."""
+    out, err, reaped = [], [], []
+    threads = [threading.Thread(target=lambda: out.append(proc.stdout.read())),
+               threading.Thread(target=lambda: err.append(proc.stderr.read())),
+               threading.Thread(target=lambda: reaped.append(os.wait4(proc.pid, 0)))]
+    for t in threads:
+        t.start()
+    threads[2].join(timeout=timeout)
+    if not reaped:
+        proc.kill()
+    for t in threads:
+        t.join()
+    proc.stdout.close()
+    proc.stderr.close()
+    _, status, usage = reaped[0]
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+        raise subprocess.TimeoutExpired(proc.args, timeout, out[0], err[0])
+    return out[0], err[0], usage.ru_maxrss
+
+
+def run_measured(cmd, timeout=600):
+    """Runs a command to its end: (exit code, stdout, stderr, peak RSS in KiB)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err, peak = reap(proc, timeout)
+    return proc.returncode, out, err, peak
 
 
 def curl(*args, check=True):
@@ -366,7 +404,6 @@ class _Listener:
     """A loopback server thread handing each accepted connection to handle()."""
 
     def __init__(self):
-        import threading
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
