@@ -1337,7 +1337,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   // Verify the origin before the phone's handshake: a failure is told to the phone as a 502
   // over TLS, which says why, where a refused handshake would only say "certificate error".
   std::optional<tls_stream> upstream;
-  upstream.emplace(std::move(origin), sv.upstream_tls);
+  upstream.emplace(std::move(origin), sv.upstream_tls.native_handle());
   if (origin_leg) {
     attach_tap(upstream->native_handle(), &origin_tap);
   }
@@ -1354,7 +1354,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     record_connection_error(sv, conn, started, {"client_hello_malformed", "SNI \"" + conn.sni + "\" is not a host name"});
     co_return;
   }
-  tls_stream phone(std::move(client), sv.client_facing);
+  tls_stream phone(std::move(client), sv.client_facing.native_handle());
   if (phone_leg) {
     attach_tap(phone.native_handle(), &phone_tap);
   }

@@ -5,17 +5,15 @@
 
 #include "captures/records.hpp"
 #include "proxy/server.hpp"
+#include "proxy/tls_stream.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <optional>
 #include <string>
 
 namespace leakscope::proxy {
-
-using tls_stream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
 
 struct upstream_failure {
   int status = 502;  // what the phone is told

@@ -1,0 +1,203 @@
+#pragma once
+// TLS over a TCP socket, OpenSSL reading and writing the socket itself.
+//
+// Asio's ssl::stream runs OpenSSL against a BIO pair and copies every byte through two 17 KiB
+// vectors and the pair's two 17 KiB buffers, allocated for the connection's whole life: 69 KiB
+// per stream, 138 KiB per intercepted tunnel, most of what 1,000 idle tunnels cost. Here the
+// SSL object's BIO is the non-blocking socket (with SSL_MODE_RELEASE_BUFFERS an idle stream
+// holds no record buffers), and a would-block becomes a wait for readiness.
+//
+// The interface is the part of beast::ssl_stream<beast::tcp_stream> the session uses, so the
+// session's templates serve it unchanged: async_read_some/async_write_some (an AsyncStream for
+// net::async_write), async_handshake (with bytes already read, such as a peeked ClientHello),
+// async_shutdown, and, as its own lowest layer, socket() and beast-style expiry.
+// Errors are those Asio's stream gives: beast::error::timeout, net::error::eof after
+// close_notify, ssl::error::stream_truncated for a TCP close without one, errno values for
+// the socket, and the OpenSSL error in net::error::get_ssl_category() for protocol failures.
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream_base.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace leakscope::proxy {
+
+class tls_stream {
+ public:
+  using executor_type = boost::asio::any_io_executor;
+  using error_code = boost::system::error_code;
+  using tcp = boost::asio::ip::tcp;
+
+  // Takes over the stream's socket; `ctx` configures the SSL object (SNI, certificates and
+  // verification are set on native_handle() before the handshake).
+  tls_stream(boost::beast::tcp_stream&& next, SSL_CTX* ctx);
+  ~tls_stream();
+  tls_stream(const tls_stream&) = delete;
+  tls_stream& operator=(const tls_stream&) = delete;
+
+  SSL* native_handle() { return ssl_.get(); }
+  executor_type get_executor() { return state_->socket.get_executor(); }
+  tcp::socket& socket() { return state_->socket; }
+
+  // As beast::basic_stream: a deadline for the operations started from now on.
+  void expires_after(std::chrono::steady_clock::duration d) { deadline_ = std::chrono::steady_clock::now() + d; }
+  void expires_never() { deadline_ = std::chrono::steady_clock::time_point::max(); }
+
+  template <class Token>
+  auto async_handshake(boost::asio::ssl::stream_base::handshake_type type, Token&& token) {
+    prepare_handshake(type, {});
+    return run<Token, handshake_action>(handshake_action{}, std::forward<Token>(token));
+  }
+  // `already_read`: bytes taken from the socket before the handshake began, given to OpenSSL
+  // ahead of the socket's.
+  template <class ConstBuffer, class Token>
+  auto async_handshake(boost::asio::ssl::stream_base::handshake_type type, const ConstBuffer& already_read,
+                       Token&& token) {
+    prepare_handshake(type, std::string_view(static_cast<const char*>(already_read.data()), already_read.size()));
+    return run<Token, handshake_action>(handshake_action{}, std::forward<Token>(token));
+  }
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    const auto b = first_buffer<boost::asio::mutable_buffer>(buffers);
+    return run<Token, read_action>(read_action{static_cast<char*>(b.data()), b.size()}, std::forward<Token>(token));
+  }
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    const auto b = first_buffer<boost::asio::const_buffer>(buffers);
+    return run<Token, write_action>(write_action{static_cast<const char*>(b.data()), b.size()}, std::forward<Token>(token));
+  }
+  template <class Token>
+  auto async_shutdown(Token&& token) {
+    return run<Token, shutdown_action>(shutdown_action{}, std::forward<Token>(token));
+  }
+
+ private:
+  // One step of OpenSSL work; > 0 (and `done` set) when it succeeded.
+  struct handshake_action {
+    int operator()(tls_stream& s, std::size_t& done) const;
+  };
+  // Reads and writes move as many records as the socket allows, not one per operation.
+  struct read_action {
+    char* data;
+    std::size_t size;
+    int operator()(tls_stream& s, std::size_t& done) const;
+  };
+  struct write_action {
+    const char* data;
+    std::size_t size;
+    int operator()(tls_stream& s, std::size_t& done) const;
+  };
+  struct shutdown_action {
+    int operator()(tls_stream& s, std::size_t& done) const;
+  };
+
+  // Shared with the expiry handler, which may run after the stream is gone.
+  struct state {
+    explicit state(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+    tcp::socket socket;
+    boost::asio::steady_timer timer;
+    std::uint64_t tick = 0;  // bumped per wait: a late expiry of an earlier wait is ignored
+    bool expired = false;
+  };
+
+  // What the BIO saw of the socket, for telling OpenSSL's errors apart.
+  struct bio_state {
+    int fd = -1;
+    std::string prefix;  // bytes read before the handshake, handed out first
+    std::size_t prefix_at = 0;
+    bool eof = false;
+    int error = 0;  // errno of the last failed recv/send
+  };
+
+  // The result of one step: done, or wait for the socket to be readable or writable.
+  enum class step { done, want_read, want_write };
+  template <class Action>
+  step attempt(Action& action, std::size_t& done, error_code& ec) {
+    if (deferred_) {
+      // A failure that came after data already delivered: reported now.
+      ec = deferred_;
+      deferred_ = {};
+      done = 0;
+      return step::done;
+    }
+    ERR_clear_error();
+    bio_.error = 0;
+    const int r = action(*this, done);
+    return classify(r, ec);
+  }
+  step classify(int result, error_code& ec);
+  void prepare_handshake(boost::asio::ssl::stream_base::handshake_type type, std::string_view already_read);
+  void arm();
+  error_code disarm(error_code wait_error);
+
+  template <class Buffer, class Buffers>
+  static Buffer first_buffer(const Buffers& buffers) {
+    for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers); ++it) {
+      if (Buffer(*it).size() > 0) {
+        return Buffer(*it);
+      }
+    }
+    return Buffer();
+  }
+
+  // The composed operation: retries `action` after each readiness wait. A result available
+  // at once is delivered through post(), never from inside the initiating call.
+  template <class Action>
+  struct op {
+    op(tls_stream& s, Action a) : stream(s), action(a) {}
+    tls_stream& stream;
+    Action action;
+    enum { starting, posted, waiting } phase = starting;
+    error_code result;
+    std::size_t done = 0;
+
+    template <class Self>
+    void operator()(Self& self, error_code wait_error = {}) {
+      if (phase == posted) {
+        return self.complete(result, done);
+      }
+      if (phase == waiting) {
+        if (const auto ec = stream.disarm(wait_error)) {
+          return self.complete(ec, 0);
+        }
+      }
+      const auto next = stream.attempt(action, done, result);
+      if (next == step::done) {
+        if (phase == starting) {
+          phase = posted;
+          return boost::asio::post(stream.get_executor(), std::move(self));
+        }
+        return self.complete(result, done);
+      }
+      phase = waiting;
+      stream.arm();
+      stream.state_->socket.async_wait(next == step::want_read ? tcp::socket::wait_read : tcp::socket::wait_write,
+                                       std::move(self));
+    }
+  };
+
+  template <class Token, class Action>
+  auto run(Action action, Token&& token) {
+    return boost::asio::async_compose<Token, void(error_code, std::size_t)>(op<Action>(*this, action),
+                                                                            token, state_->socket);
+  }
+
+  std::shared_ptr<state> state_;
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl_{nullptr, SSL_free};
+  bio_state bio_;
+  error_code deferred_;
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+};
+
+}  // namespace leakscope::proxy

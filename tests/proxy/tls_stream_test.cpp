@@ -1,0 +1,172 @@
+#include "proxy/tls_stream.hpp"
+
+#include "certs/ca.hpp"
+#include "certs/leaf.hpp"
+#include "proxy/tls_contexts.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <doctest/doctest.h>
+#include <openssl/x509_vfy.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <functional>
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+using leakscope::proxy::tls_stream;
+using net::ip::tcp;
+using error_code = boost::system::error_code;
+
+namespace {
+
+// A CA and a leaf for "localhost", a listening socket on a free loopback port, and a client
+// context that trusts the CA: the two ends of a real TLS connection on loopback.
+struct loopback_tls {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("leakscope-tls-" + std::to_string(::getpid()));
+  leakscope::certs::certificate_authority ca = [this] {
+    std::filesystem::remove_all(dir);
+    return leakscope::certs::certificate_authority::load_or_create(dir);
+  }();
+  std::shared_ptr<const leakscope::certs::leaf_certificate> leaf =
+      leakscope::certs::mint_leaf(ca, "localhost", std::chrono::system_clock::now(), leakscope::certs::random_serial());
+  net::io_context io;
+  net::ssl::context server_ctx = leakscope::proxy::make_client_facing_context();
+  net::ssl::context client_ctx{net::ssl::context::tls_client};
+  tcp::acceptor acceptor{io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)};
+
+  loopback_tls() {
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(client_ctx.native_handle()), ca.cert());
+    client_ctx.set_verify_mode(net::ssl::verify_peer);
+  }
+  ~loopback_tls() { std::filesystem::remove_all(dir); }
+
+  // Runs `server` on the accepted connection and `client` on the dialled one, to their ends.
+  void run(std::function<net::awaitable<void>(beast::tcp_stream)> server,
+           std::function<net::awaitable<void>(beast::tcp_stream)> client) {
+    net::co_spawn(io, [&]() -> net::awaitable<void> {
+      auto s = co_await acceptor.async_accept(net::use_awaitable);
+      co_await server(beast::tcp_stream(std::move(s)));
+    }, [](std::exception_ptr e) { if (e) { std::rethrow_exception(e); } });
+    net::co_spawn(io, [&]() -> net::awaitable<void> {
+      tcp::socket s(io);
+      co_await s.async_connect(acceptor.local_endpoint(), net::use_awaitable);
+      co_await client(beast::tcp_stream(std::move(s)));
+    }, [](std::exception_ptr e) { if (e) { std::rethrow_exception(e); } });
+    io.run();
+  }
+
+  void use_leaf(tls_stream& s) {
+    SSL_use_certificate(s.native_handle(), leaf->cert.get());
+    SSL_use_PrivateKey(s.native_handle(), leaf->key.get());
+  }
+
+  net::awaitable<error_code> client_handshake(tls_stream& s) {
+    SSL_set_tlsext_host_name(s.native_handle(), "localhost");
+    SSL_set1_host(s.native_handle(), "localhost");
+    error_code ec;
+    co_await s.async_handshake(net::ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
+    co_return ec;
+  }
+};
+
+auto use_ec(error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
+
+}  // namespace
+
+TEST_CASE("TLS stream: a handshake over bytes already read, data both ways, close_notify read as eof") {
+  loopback_tls t;
+  const std::string big(1 << 20, 'x');  // more than the socket buffers take: writes must wait
+  std::string got_by_server, got_by_client;
+  error_code server_end, client_handshake_ec;
+  t.run(
+      [&](beast::tcp_stream raw) -> net::awaitable<void> {
+        // The session peeks at the ClientHello before it knows to intercept: it is handed over.
+        std::string first(5, '\0');
+        co_await net::async_read(raw.socket(), net::buffer(first), net::use_awaitable);
+        tls_stream s(std::move(raw), t.server_ctx.native_handle());
+        t.use_leaf(s);
+        error_code ec;
+        co_await s.async_handshake(net::ssl::stream_base::server, net::buffer(first), use_ec(ec));
+        REQUIRE_FALSE(ec);
+        std::string buf(big.size() + 10, '\0');
+        co_await net::async_read(s, net::buffer(buf.data(), big.size()), use_ec(ec));
+        got_by_server = buf.substr(0, big.size());
+        co_await net::async_write(s, net::buffer(std::string_view("pong")), use_ec(ec));
+        REQUIRE_FALSE(ec);
+        const auto n = co_await s.async_read_some(net::buffer(buf), use_ec(server_end));
+        CHECK(n == 0);
+      },
+      [&](beast::tcp_stream raw) -> net::awaitable<void> {
+        tls_stream s(std::move(raw), t.client_ctx.native_handle());
+        client_handshake_ec = co_await t.client_handshake(s);
+        REQUIRE_FALSE(client_handshake_ec);
+        error_code ec;
+        co_await net::async_write(s, net::buffer(big), use_ec(ec));
+        REQUIRE_FALSE(ec);
+        std::string pong(4, '\0');
+        co_await net::async_read(s, net::buffer(pong), use_ec(ec));
+        got_by_client = pong;
+        co_await s.async_shutdown(use_ec(ec));
+        CHECK_FALSE(ec);
+      });
+  CHECK(got_by_server == big);
+  CHECK(got_by_client == "pong");
+  CHECK(server_end == net::error::eof);
+}
+
+TEST_CASE("TLS stream: a TCP close without close_notify is stream_truncated; silence past the deadline is a timeout") {
+  loopback_tls t;
+  error_code truncated, timed_out;
+  t.run(
+      [&](beast::tcp_stream raw) -> net::awaitable<void> {
+        tls_stream s(std::move(raw), t.server_ctx.native_handle());
+        t.use_leaf(s);
+        error_code ec;
+        co_await s.async_handshake(net::ssl::stream_base::server, use_ec(ec));
+        REQUIRE_FALSE(ec);
+        char buf[64];
+        s.expires_after(std::chrono::milliseconds(20));
+        co_await s.async_read_some(net::buffer(buf), use_ec(timed_out));
+        // The client is waiting for this before it hangs up.
+        s.expires_never();
+        co_await net::async_write(s, net::buffer(std::string_view("go")), use_ec(ec));
+        co_await s.async_read_some(net::buffer(buf), use_ec(truncated));
+      },
+      [&](beast::tcp_stream raw) -> net::awaitable<void> {
+        tls_stream s(std::move(raw), t.client_ctx.native_handle());
+        REQUIRE_FALSE(co_await t.client_handshake(s));
+        char buf[2];
+        error_code ec;
+        co_await net::async_read(s, net::buffer(buf), use_ec(ec));
+        s.socket().close();
+      });
+  CHECK(timed_out == beast::error::timeout);
+  CHECK(truncated == net::ssl::error::stream_truncated);
+}
+
+TEST_CASE("TLS stream: a client that does not trust the certificate fails with OpenSSL's reason, and so does the server") {
+  loopback_tls t;
+  X509_STORE* empty = X509_STORE_new();
+  SSL_CTX_set_cert_store(t.client_ctx.native_handle(), empty);  // trusts nothing
+  error_code server_ec, client_ec;
+  t.run(
+      [&](beast::tcp_stream raw) -> net::awaitable<void> {
+        tls_stream s(std::move(raw), t.server_ctx.native_handle());
+        t.use_leaf(s);
+        co_await s.async_handshake(net::ssl::stream_base::server, use_ec(server_ec));
+      },
+      [&](beast::tcp_stream raw) -> net::awaitable<void> {
+        tls_stream s(std::move(raw), t.client_ctx.native_handle());
+        client_ec = co_await t.client_handshake(s);
+      });
+  REQUIRE(client_ec.category() == net::error::get_ssl_category());
+  CHECK(ERR_GET_REASON(static_cast<unsigned long>(client_ec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED);
+  REQUIRE(server_ec.category() == net::error::get_ssl_category());
+  CHECK(ERR_GET_REASON(static_cast<unsigned long>(server_ec.value())) == SSL_R_TLSV1_ALERT_UNKNOWN_CA);
+}
