@@ -66,14 +66,14 @@ namespace {
 constexpr auto group_commit = std::chrono::milliseconds(100);
 // Past this much unwritten data, producers wait for the disk: the proxy slows down rather than
 // buffer without bound or drop evidence.
-constexpr std::size_t max_queued_bytes = 4u << 20;
+constexpr std::size_t max_queued_bytes = 2u << 20;
 // The writer wakes for a batch, not for each record: once woken it lets records gather for up
 // to `linger` or `wake_bytes`, whichever comes first. Each wake-up is a context switch that the
 // proxy's threads would otherwise pay per record.
 constexpr auto linger = std::chrono::milliseconds(2);
 constexpr std::size_t wake_bytes = 256u << 10;
 // A file's lines are written together up to this size.
-constexpr std::size_t max_pending_write = 1u << 20;
+constexpr std::size_t max_pending_write = 512u << 10;
 const char* const file_names[] = {"flows.jsonl", "leaks.jsonl", "marks.jsonl", "keys.log", "exchanges.jsonl",
                                   "traffic.pcapng", "decrypted.pcapng"};
 

@@ -139,8 +139,11 @@ class ProxyEndToEnd(OriginTestCase):
     def assert_sealed_and_verified_in_bounded_memory(self, start_kib):
         """Sealing the session (HAR, index, manifest hashes) and re-verifying its evidence (some
         20 GiB of pcapng) read the files a piece at a time, never whole."""
+        # Above the transfer's 64 MiB: when the exchange ends, its record is built from the
+        # inspected body (16 MiB, as 22 MiB of base64) while the body is still held. This bound
+        # is the one that fails if sealing ever holds the session rather than one record.
         growth = self.proxy.peak_rss_kib - start_kib
-        self.assertLess(growth, 64 * 1024, f"proxy peak RSS, sealing included, grew by {growth} KiB")
+        self.assertLess(growth, 96 * 1024, f"proxy peak RSS, sealing included, grew by {growth} KiB")
         code, out, err, peak = run_measured([LEAKSCOPE, "verify", str(self.proxy.session)])
         self.assertEqual(code, 0, out + err)
         self.assertLess(peak, 64 * 1024, f"leakscope verify peak RSS {peak} KiB")
