@@ -3,12 +3,14 @@
 #include <strings.h>
 
 #include <brotli/decode.h>
-#include <zlib.h>
+#include <isa-l/igzip_lib.h>
 #include <zstd.h>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdint>
+#include <limits>
 #include <memory>
 
 namespace leakscope::detectors {
@@ -16,6 +18,18 @@ namespace leakscope::detectors {
 namespace {
 
 constexpr std::size_t chunk = 64 * 1024;
+
+// One decoded body's buffer kept per thread for the next body. A fresh 1 MiB buffer costs 256
+// page faults, and with memory cgroup accounting they take as long as inflating it (issue 3).
+constexpr std::size_t max_recycled = 4u << 20;
+thread_local std::string spare_buffer;
+
+std::string take_buffer() {
+  std::string b = std::move(spare_buffer);
+  spare_buffer = std::string();
+  b.clear();
+  return b;
+}
 
 // Appends up to the cap; true when the cap cut the output.
 bool append_capped(decoded& out, const char* data, std::size_t n, std::size_t cap) {
@@ -29,44 +43,86 @@ bool append_capped(decoded& out, const char* data, std::size_t n, std::size_t ca
 
 }  // namespace
 
+void recycle(std::string&& buffer) {
+  if (buffer.capacity() <= max_recycled && buffer.capacity() > spare_buffer.capacity()) {
+    spare_buffer = std::move(buffer);
+  }
+}
+
+// ISA-L's inflate rather than zlib's: on SDK event batches it produces about 2 GB/s per core
+// against zlib's 0.7, and inflating is half the cost of scanning a gzip body (issue 3).
 decoded inflate_capped(std::string_view input, std::size_t cap, bool raw) {
   decoded out;
-  z_stream z{};
-  // 15 + 32: zlib or gzip, detected from the header; -15: raw deflate.
-  if (inflateInit2(&z, raw ? -15 : 15 + 32) != Z_OK) {
-    return out;
-  }
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(input.data()));
-  z.avail_in = static_cast<uInt>(input.size());
-  std::array<char, chunk> buf;
-  int rc = Z_OK;
+  // 87 KiB of state, reused by each thread rather than allocated per body.
+  thread_local inflate_state state;
+  const auto begin_member = [&](std::string_view rest) {
+    isal_inflate_init(&state);
+    if (raw) {
+      state.crc_flag = ISAL_DEFLATE;
+    } else if (rest.size() >= 2 && static_cast<unsigned char>(rest[0]) == 0x1f &&
+               static_cast<unsigned char>(rest[1]) == 0x8b) {
+      state.crc_flag = ISAL_GZIP;
+    } else {
+      state.crc_flag = ISAL_ZLIB;
+    }
+  };
+  begin_member(input);
+  out.data = take_buffer();
+  // Inflates straight into the result, one byte past the cap so that reaching the cap exactly
+  // is not mistaken for a bomb.
+  const std::size_t limit = cap == std::numeric_limits<std::size_t>::max() ? cap : cap + 1;
+  std::size_t produced = 0;
+  std::size_t consumed = 0;
+  out.data.resize(std::min(limit, std::max({chunk, input.size() * 8, out.data.capacity()})));
+  int rc = ISAL_DECOMP_OK;
+  bool finished = false;
   while (true) {
-    z.next_out = reinterpret_cast<Bytef*>(buf.data());
-    z.avail_out = buf.size();
-    rc = inflate(&z, Z_NO_FLUSH);
-    const std::size_t produced = buf.size() - z.avail_out;
-    if (append_capped(out, buf.data(), produced, cap)) {
+    if (produced == out.data.size()) {
+      if (produced == limit) {
+        break;
+      }
+      out.data.resize(std::min(limit, out.data.size() * 2));
+    }
+    // The streaming API counts in 32 bits; bodies past 1 GiB are fed in pieces.
+    const std::size_t feed = std::min<std::size_t>(input.size() - consumed, 1u << 30);
+    const std::size_t room = std::min<std::size_t>(out.data.size() - produced, 1u << 30);
+    state.next_in = reinterpret_cast<std::uint8_t*>(const_cast<char*>(input.data() + consumed));
+    state.avail_in = static_cast<std::uint32_t>(feed);
+    state.next_out = reinterpret_cast<std::uint8_t*>(out.data.data() + produced);
+    state.avail_out = static_cast<std::uint32_t>(room);
+    rc = isal_inflate(&state);
+    const std::size_t used = feed - state.avail_in;
+    const std::size_t made = room - state.avail_out;
+    consumed += used;
+    produced += made;
+    if (rc != ISAL_DECOMP_OK) {
       break;
     }
-    if (rc == Z_STREAM_END) {
-      if (!raw && z.avail_in > 0 &&
-          looks_compressed(std::string_view(reinterpret_cast<char*>(z.next_in), z.avail_in))) {
-        inflateReset(&z);
+    if (state.block_state == ISAL_BLOCK_FINISH) {
+      const auto rest = input.substr(consumed);
+      if (!raw && looks_compressed(rest)) {
+        begin_member(rest);  // another gzip member (RFC 1952 §2.2)
         continue;
       }
+      finished = true;
       break;
     }
-    if (rc != Z_OK || (z.avail_in == 0 && produced == 0)) {
-      break;
+    if (used == 0 && made == 0 && consumed == input.size()) {
+      break;  // the input ended before the stream did
     }
   }
-  out.ok = rc == Z_STREAM_END || out.limit_hit;
-  inflateEnd(&z);
+  if (produced > cap) {
+    produced = cap;
+    out.limit_hit = true;
+  }
+  out.data.resize(produced);
+  out.ok = finished || out.limit_hit;
   return out;
 }
 
 decoded brotli_capped(std::string_view input, std::size_t cap) {
   decoded out;
+  out.data = take_buffer();
   std::unique_ptr<BrotliDecoderState, decltype(&BrotliDecoderDestroyInstance)> state(
       BrotliDecoderCreateInstance(nullptr, nullptr, nullptr), BrotliDecoderDestroyInstance);
   if (!state) {
@@ -95,6 +151,7 @@ decoded brotli_capped(std::string_view input, std::size_t cap) {
 
 decoded zstd_capped(std::string_view input, std::size_t cap) {
   decoded out;
+  out.data = take_buffer();
   std::unique_ptr<ZSTD_DStream, decltype(&ZSTD_freeDStream)> stream(ZSTD_createDStream(), ZSTD_freeDStream);
   if (!stream) {
     return out;
@@ -154,7 +211,6 @@ bool has_content_coding(std::string_view body, std::string_view content_encoding
 
 content decode_content(std::string_view body, std::string_view content_encoding, std::size_t cap) {
   content out;
-  out.data.assign(body);
   // Codings are listed in the order they were applied (RFC 9110 §8.4): undo from the last.
   std::vector<std::string> codings;
   std::size_t start = 0;
@@ -176,59 +232,74 @@ content decode_content(std::string_view body, std::string_view content_encoding,
     out.incomplete.push_back("too_many_encodings");
     codings.erase(codings.begin(), codings.end() - 2);
   }
-  auto apply = [&](const decoded& d, const std::string& name) {
+  // Each layer's output replaces the last; the body itself is only copied when no layer
+  // decodes.
+  std::string_view current = body;
+  bool decoded_any = false;
+  auto apply = [&](decoded&& d, const std::string& name) {
     if (d.limit_hit) {
       out.incomplete.push_back("decompression_limit");
     }
-    if (!d.ok && !d.limit_hit) {
+    const bool failed = !d.ok && !d.limit_hit;
+    if (failed) {
       out.incomplete.push_back("decode_error");
-      // A body cut short still decodes up to the cut, and that part is what can be read; a
-      // coding that decodes to nothing (a lying header) leaves the bytes as they came.
-      if (!d.data.empty()) {
-        out.data = d.data;
-        out.chain.push_back(name);
-      }
-      return false;
     }
-    out.data = d.data;
-    out.chain.push_back(name);
-    return !d.limit_hit;
+    // A body cut short still decodes up to the cut, and that part is what can be read; a
+    // coding that decodes to nothing (a lying header) leaves the bytes as they came.
+    if (!failed || !d.data.empty()) {
+      recycle(std::move(out.data));
+      out.data = std::move(d.data);
+      current = out.data;
+      decoded_any = true;
+      out.chain.push_back(name);
+    } else {
+      recycle(std::move(d.data));
+    }
+    return !failed && !d.limit_hit;
+  };
+  const auto finish = [&]() -> content {
+    if (!decoded_any) {
+      out.data.assign(body);
+    }
+    return std::move(out);
   };
   for (auto it = codings.rbegin(); it != codings.rend(); ++it) {
     const auto& c = *it;
     bool go_on = true;
     if (c == "gzip" || c == "x-gzip") {
-      go_on = apply(inflate_capped(out.data, cap), "gzip");
+      go_on = apply(inflate_capped(current, cap), "gzip");
     } else if (c == "deflate") {
       // "deflate" means zlib (RFC 9110 §8.4.1.2), but many servers and SDKs send raw deflate.
-      auto d = inflate_capped(out.data, cap);
+      auto d = inflate_capped(current, cap);
       if (!d.ok) {
-        auto raw = inflate_capped(out.data, cap, true);
+        auto raw = inflate_capped(current, cap, true);
         if (raw.ok || raw.limit_hit || raw.data.size() > d.data.size()) {
           d = std::move(raw);
         }
       }
-      go_on = apply(d, "deflate");
+      go_on = apply(std::move(d), "deflate");
     } else if (c == "br") {
-      go_on = apply(brotli_capped(out.data, cap), "br");
+      go_on = apply(brotli_capped(current, cap), "br");
     } else if (c == "zstd") {
-      go_on = apply(zstd_capped(out.data, cap), "zstd");
+      go_on = apply(zstd_capped(current, cap), "zstd");
     } else {
       out.incomplete.push_back("decode_error");  // an unknown coding: scan the bytes as they are
       go_on = false;
     }
     if (!go_on) {
-      return out;
+      return finish();
     }
   }
-  if (looks_compressed(out.data)) {
-    const auto d = inflate_capped(out.data, cap);
+  if (looks_compressed(current)) {
+    auto d = inflate_capped(current, cap);
     if (d.ok) {
-      const bool gzip = static_cast<unsigned char>(out.data[0]) == 0x1f;
-      apply(d, gzip ? "gzip" : "deflate");
+      const bool gzip = static_cast<unsigned char>(current[0]) == 0x1f;
+      apply(std::move(d), gzip ? "gzip" : "deflate");
+    } else {
+      recycle(std::move(d.data));
     }
   }
-  return out;
+  return finish();
 }
 
 std::string percent_decode(std::string_view text, bool plus_is_space) {

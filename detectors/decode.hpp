@@ -22,6 +22,10 @@ decoded inflate_capped(std::string_view input, std::size_t cap, bool raw = false
 decoded brotli_capped(std::string_view input, std::size_t cap);
 decoded zstd_capped(std::string_view input, std::size_t cap);
 
+// Hands a decoded buffer back for this thread's next decoder to fill, so that its pages are not
+// faulted in again for every body. Buffers over 4 MiB are freed.
+void recycle(std::string&& buffer);
+
 // True when `data` starts like a gzip member or a zlib stream.
 bool looks_compressed(std::string_view data);
 

@@ -971,6 +971,7 @@ inspect_result engine::inspect(const http_request& request) const {
     auto body = decode_content(request.body, header_value(request, "content-encoding"), limits_.max_decoded_body);
     s.out.incomplete.insert(s.out.incomplete.end(), body.incomplete.begin(), body.incomplete.end());
     s.buffer(body.data, "body", body.chain, 0, "", header_value(request, "content-type"));
+    recycle(std::move(body.data));
   }
   if (request.body_truncated) {
     s.out.incomplete.push_back("body_truncated");

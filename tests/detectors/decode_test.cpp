@@ -5,12 +5,15 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <random>
+
 using namespace leakscope::detectors;
 
-// Shared with the other detector tests.
-std::string deflate_with(const std::string& text, int window_bits) {
+namespace {
+
+std::string deflate_stream(const std::string& text, int window_bits, int level, int strategy) {
   z_stream z{};
-  deflateInit2(&z, Z_BEST_COMPRESSION, Z_DEFLATED, window_bits, 9, Z_DEFAULT_STRATEGY);
+  deflateInit2(&z, level, Z_DEFLATED, window_bits, 9, strategy);
   std::string out(deflateBound(&z, text.size()) + 64, '\0');
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
   z.avail_in = static_cast<uInt>(text.size());
@@ -20,6 +23,13 @@ std::string deflate_with(const std::string& text, int window_bits) {
   out.resize(z.total_out);
   deflateEnd(&z);
   return out;
+}
+
+}  // namespace
+
+// Shared with the other detector tests.
+std::string deflate_with(const std::string& text, int window_bits) {
+  return deflate_stream(text, window_bits, Z_BEST_COMPRESSION, Z_DEFAULT_STRATEGY);
 }
 
 namespace {
@@ -101,6 +111,65 @@ TEST_CASE("truncated gzip keeps what was decoded and says it failed") {
   CHECK(cut.incomplete == std::vector<std::string>{"decode_error"});
   CHECK_FALSE(cut.data.empty());
   CHECK(text.rfind(cut.data, 0) == 0);
+}
+
+// zlib's own reading of a stream: what it inflates and whether the stream ended there.
+std::pair<std::string, bool> zlib_inflate(std::string_view in, int window_bits) {
+  z_stream z{};
+  inflateInit2(&z, window_bits);
+  std::string out(1 << 20, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const int rc = inflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  inflateEnd(&z);
+  return {out, rc == Z_STREAM_END};
+}
+
+// The inflater is ISA-L's; zlib is the reference it must agree with, on streams made with every
+// level and strategy, whole, cut short and with a flipped byte.
+TEST_CASE("inflate agrees with zlib on whole, truncated and corrupted streams") {
+  std::mt19937 rng(3);
+  std::string sample;
+  while (sample.size() < 200000) {
+    sample += "{\"imei\":\"86543210123456" + std::to_string(rng() % 10) + "\",\"ts\":" + std::to_string(rng()) + "},";
+    if (rng() % 7 == 0) {
+      for (int i = 0; i < 300; ++i) {
+        sample += static_cast<char>(rng());  // incompressible stretches: stored blocks
+      }
+    }
+  }
+  const int strategies[] = {Z_DEFAULT_STRATEGY, Z_FILTERED, Z_HUFFMAN_ONLY, Z_RLE, Z_FIXED};
+  for (const int window_bits : {15 + 16, 15, -15}) {
+    for (int level = 0; level <= 9; level += 3) {
+      for (const int strategy : strategies) {
+        CAPTURE(window_bits);
+        CAPTURE(level);
+        CAPTURE(strategy);
+        const std::string packed = deflate_stream(sample, window_bits, level, strategy);
+        const bool raw = window_bits < 0;
+        const auto whole = inflate_capped(packed, 1 << 20, raw);
+        CHECK(whole.ok);
+        CHECK(whole.data == sample);
+        for (int trial = 0; trial < 8; ++trial) {
+          const std::string_view cut = std::string_view(packed).substr(0, rng() % packed.size());
+          const auto d = inflate_capped(cut, 1 << 20, raw);
+          CHECK_FALSE(d.ok);
+          CHECK(sample.compare(0, d.data.size(), d.data) == 0);
+          std::string flipped = packed;
+          flipped[rng() % flipped.size()] ^= static_cast<char>(1 + rng() % 255);
+          const auto [ref, ref_ok] = zlib_inflate(flipped, raw ? -15 : 15 + 32);
+          const auto f = inflate_capped(flipped, 1 << 20, raw);
+          if (ref_ok) {
+            CHECK(f.ok);
+            CHECK(f.data == ref);
+          }
+        }
+      }
+    }
+  }
 }
 
 TEST_CASE("a bomb in every coding stops at the cap") {
