@@ -129,7 +129,7 @@ int run(const std::string& config_path) {
     server.stop();
     signals.async_wait([&](const boost::system::error_code& e2, int) {
       if (!e2) {
-        server.io().stop();  // a second Ctrl-C: stop now
+        server.halt();  // a second Ctrl-C: stop now
       }
     });
   });

@@ -8,7 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <sys/socket.h>
@@ -26,14 +26,14 @@ namespace {
 // Enough leaves for every host a phone talks to in a long session, a few MiB at most.
 constexpr std::size_t leaf_cache_capacity = 4096;
 
-// Accepts until the acceptor closes, each connection on its own strand (its coroutines never
-// run on two threads at once), and hands it to `on_accept`.
-template <class Handler>
-net::awaitable<void> accept_loop(tcp::acceptor& acceptor, Handler on_accept) {
+// Accepts until the acceptor closes, each connection onto the context `next_context` names,
+// and hands it to `on_accept`.
+template <class Pick, class Handler>
+net::awaitable<void> accept_loop(tcp::acceptor& acceptor, Pick next_context, Handler on_accept) {
   while (acceptor.is_open()) {
     boost::system::error_code ec;
-    tcp::socket socket = co_await acceptor.async_accept(net::make_strand(acceptor.get_executor()),
-                                                        net::redirect_error(net::use_awaitable, ec));
+    tcp::socket socket =
+        co_await acceptor.async_accept(next_context().get_executor(), net::redirect_error(net::use_awaitable, ec));
     if (ec == net::error::operation_aborted || !acceptor.is_open()) {
       co_return;
     }
@@ -134,22 +134,45 @@ server::~server() = default;
 tcp::endpoint server::local_endpoint() const { return services_->listen_endpoint; }
 
 void server::run(unsigned threads) {
-  net::co_spawn(io_, accept_loop(acceptor_, [this](tcp::socket s) { start_session(*services_, std::move(s)); }),
+  // A worker's context has no work of its own between connections: the guard keeps it running
+  // until halt().
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> guards;
+  for (unsigned i = 1; i < threads; ++i) {
+    workers_.push_back(std::make_unique<net::io_context>(1));
+    guards.push_back(net::make_work_guard(*workers_.back()));
+  }
+  // Round robin over the contexts; only the accepting coroutine on io_ touches it.
+  std::size_t next = 0;
+  auto next_context = [this, next]() mutable -> net::io_context& {
+    const std::size_t i = next++ % (workers_.size() + 1);
+    return i == 0 ? io_ : *workers_[i - 1];
+  };
+  net::co_spawn(io_,
+                accept_loop(acceptor_, next_context, [this](tcp::socket s) { start_session(*services_, std::move(s)); }),
                 net::detached);
   net::co_spawn(io_,
-                accept_loop(control_acceptor_,
-                            [this](tcp::socket s) {
-                              auto executor = s.get_executor();
-                              net::co_spawn(executor, serve_control(*control_, std::move(s)), net::detached);
-                            }),
+                accept_loop(
+                    control_acceptor_, [this]() -> net::io_context& { return io_; },
+                    [this](tcp::socket s) {
+                      auto executor = s.get_executor();
+                      net::co_spawn(executor, serve_control(*control_, std::move(s)), net::detached);
+                    }),
                 net::detached);
   std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) {
-    pool.emplace_back([this] { io_.run(); });
+  for (auto& w : workers_) {
+    pool.emplace_back([&w] { w->run(); });
   }
   io_.run();
+  halt();  // io_ ends only when stopped; the workers follow it
   for (auto& t : pool) {
     t.join();
+  }
+}
+
+void server::halt() {
+  io_.stop();
+  for (auto& w : workers_) {
+    w->stop();
   }
 }
 
@@ -175,7 +198,7 @@ void server::stop(std::chrono::milliseconds grace) {
             tick.expires_after(std::chrono::milliseconds(20));
             co_await tick.async_wait(net::use_awaitable);
           }
-          io_.stop();
+          halt();
         },
         net::detached);
   });

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace leakscope::proxy {
 
@@ -78,15 +79,22 @@ class server {
 
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   boost::asio::ip::tcp::endpoint control_endpoint() const;
-  // Serves on `threads` threads until stop(); returns when every session has ended.
+  // Serves on `threads` threads until stop(); returns when every session has ended. Each
+  // thread has its own io_context, and each connection lives on one of them: its coroutines
+  // never cross threads, so there are no strands and no lock handoffs between threads on the
+  // data path (issue 7).
   void run(unsigned threads);
   // Thread-safe: stops accepting, closes every open connection, and makes run() return once
   // they have ended or `grace` has passed.
   void stop(std::chrono::milliseconds grace = std::chrono::seconds(2));
+  // Ends run() now, abandoning what is in flight (a second Ctrl-C); called on io()'s thread.
+  void halt();
+  // The context of the listeners, the control endpoint and stop(); it serves connections too.
   boost::asio::io_context& io() { return io_; }
 
  private:
-  boost::asio::io_context io_;
+  boost::asio::io_context io_{1};
+  std::vector<std::unique_ptr<boost::asio::io_context>> workers_;  // the other threads' contexts
   upstream_sessions sessions_;  // before the context that points at it, so it outlives it
   boost::asio::ssl::context client_facing_;
   boost::asio::ssl::context upstream_tls_;
