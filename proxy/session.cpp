@@ -967,6 +967,32 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
   co_return x.outcome;
 }
 
+// Lingering close (RFC 9112 §9.6): a client refused in the middle of its request may still be
+// sending it, and closing with its bytes unread makes the kernel reset the connection, which
+// can destroy the refusal before the client reads it. So the write side is closed first (on
+// plain TCP; the refusal tells a TLS client `Connection: close`), and what still arrives is
+// read and dropped, for at most a second and 4 MiB.
+template <class Stream>
+awaitable<void> linger_close(Stream& s) {
+  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+    error_code ignored;
+    s.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+  constexpr std::size_t max_dropped = 4u << 20;
+  const auto until = steady::now() + std::chrono::seconds(1);
+  std::string sink;
+  std::size_t dropped = 0;
+  while (dropped < max_dropped && steady::now() < until) {
+    sink.clear();
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - steady::now());
+    const auto ec = co_await read_more(s, sink, left);
+    dropped += sink.size();
+    if (ec) {
+      break;
+    }
+  }
+}
+
 // Answers a request the proxy cannot forward, after reading its head, and records it.
 // Callers pass named values, never braced temporaries: GCC 12 destroys temporaries of a
 // co_await full-expression twice (a double free; fixed in GCC 13).
@@ -985,6 +1011,7 @@ awaitable<void> refuse_request(services& sv, connection& conn, Client& client, c
   flow.bytes_down = reply.size();
   flow.error = error;
   sv.recorder.write(flow);
+  co_await linger_close(client);
 }
 
 template <class Client>

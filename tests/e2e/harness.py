@@ -206,7 +206,7 @@ device: {json.dumps(device)}
         self.stderr = None
         self.peak_rss_kib = None
 
-    def stop(self):
+    def stop(self, timeout=30):
         """Ctrl-C, then wait: every record is on disk once the process has exited. The process
         is reaped with wait4, so `peak_rss_kib` is its peak over the whole run, sealing the
         session included (None if it had already exited)."""
@@ -217,7 +217,7 @@ device: {json.dumps(device)}
             self.summary, self.stderr = self.proc.communicate()
             return self.proc.returncode
         self.proc.send_signal(signal.SIGINT)
-        self.summary, self.stderr, self.peak_rss_kib = reap(self.proc, timeout=30)
+        self.summary, self.stderr, self.peak_rss_kib = reap(self.proc, timeout=timeout)
         return self.proc.returncode
 
     def vm_hwm_kib(self):

@@ -24,8 +24,8 @@ class ProxyEndToEnd(OriginTestCase):
         extra = ["--cacert", str(self.proxy.ca_pem)] if cacert else []
         return curl("-x", self.proxy.url, *extra, *args, check=check)
 
-    def stop_and_check(self):
-        self.assertEqual(self.proxy.stop(), 0, self.proxy.stderr)
+    def stop_and_check(self, timeout=30):
+        self.assertEqual(self.proxy.stop(timeout), 0, self.proxy.stderr)
         return self.proxy.flows(), self.proxy.leaks()
 
     # --- the spine --------------------------------------------------------------------------
@@ -135,6 +135,10 @@ class ProxyEndToEnd(OriginTestCase):
     # 10 GiB each way (LEAKSCOPE_E2E_HUGE_GIB to change): the whole body goes through, and the
     # proxy's memory does not grow with it. The evidence files take the bytes, not the heap.
     HUGE = int(float(os.environ.get("LEAKSCOPE_E2E_HUGE_GIB", "10")) * (1 << 30))
+    # Sealing hashes the evidence (twice the transfer, in pcapng) for the manifest. The recorder
+    # drops evidence from the page cache as it goes, so this reads it back from disk: allowed
+    # at 100 MB/s, on top of the usual 30 s.
+    SEAL_SECONDS = 30 + 2 * HUGE / 100e6
 
     def assert_sealed_and_verified_in_bounded_memory(self, start_kib):
         """Sealing the session (HAR, index, manifest hashes) and re-verifying its evidence (some
@@ -160,7 +164,7 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertEqual(int(out), self.HUGE)
         growth = self.proxy.vm_hwm_kib() - start_kib
         self.assertLess(growth, 64 * 1024, f"proxy peak RSS grew by {growth} KiB")
-        flows, _ = self.stop_and_check()
+        flows, _ = self.stop_and_check(self.SEAL_SECONDS)
         self.assert_sealed_and_verified_in_bounded_memory(start_kib)
         self.assertGreater(flows[0]["bytes_down"], self.HUGE)
         self.assertTrue(flows[0]["complete"])
@@ -182,7 +186,7 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertEqual(out, f"received {self.HUGE}\n".encode())
         growth = self.proxy.vm_hwm_kib() - start_kib
         self.assertLess(growth, 64 * 1024, f"proxy peak RSS grew by {growth} KiB")
-        flows, leaks = self.stop_and_check()
+        flows, leaks = self.stop_and_check(self.SEAL_SECONDS)
         self.assert_sealed_and_verified_in_bounded_memory(start_kib)
         self.assertGreater(flows[0]["bytes_up"], self.HUGE)
         self.assertTrue(flows[0]["complete"])
