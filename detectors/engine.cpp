@@ -51,10 +51,8 @@ bool plain_key(const std::string& k) {
 }
 
 // A place with every list index written as [*]: "body.json:$.events[12].imei" becomes
-// "body.json:$.events[*].imei".
-std::string without_list_indices(std::string_view where) {
-  std::string out;
-  out.reserve(where.size());
+// "body.json:$.events[*].imei". Appended to `out`.
+void append_without_list_indices(std::string& out, std::string_view where) {
   std::size_t i = 0;
   while (i < where.size()) {
     if (where[i] == '[') {
@@ -70,23 +68,53 @@ std::string without_list_indices(std::string_view where) {
     }
     out += where[i++];
   }
-  return out;
 }
 
-// Path of a child inside a structure, in that format's own notation.
-std::string child_path(body_format f, const std::string& parent, const node& child, std::size_t index, bool in_array) {
+// Appends a child's step to its parent's path, in that format's own notation.
+void append_step(std::string& path, body_format f, const node& child, std::size_t index, bool in_array) {
   switch (f) {
     case body_format::json:
       if (in_array) {
-        return parent + "[" + std::to_string(index) + "]";
+        path += '[';
+        path += std::to_string(index);
+        path += ']';
+      } else if (plain_key(child.key)) {
+        path += '.';
+        path += child.key;
+      } else {
+        path += "[\"";
+        path += child.key;
+        path += "\"]";
       }
-      return plain_key(child.key) ? parent + "." + child.key : parent + "[\"" + child.key + "\"]";
+      return;
     case body_format::xml:
-      return parent + "/" + child.key;
-    case body_format::protobuf:
-      return parent.empty() ? child.key : parent + "." + child.key;
+      path += '/';
+      path += child.key;
+      return;
     default:
-      return parent.empty() ? child.key : parent + "." + child.key;
+      if (!path.empty()) {
+        path += '.';
+      }
+      path += child.key;
+      return;
+  }
+}
+
+// Whether a scalar's text is spelled as it is in the source it was parsed from, so that a
+// known form in the text is also an occurrence inside the node's source range. JSON escapes
+// and percent-encoding always change the length.
+bool verbatim(const node& n, body_format f) {
+  if (n.end == 0) {
+    return false;
+  }
+  const std::size_t spelled = n.end - n.begin;
+  switch (f) {
+    case body_format::json:
+      return n.kind != node::type::string || spelled == n.text.size() + 2;
+    case body_format::form:
+      return spelled == n.key.size() + 1 + n.text.size();
+    default:
+      return false;
   }
 }
 
@@ -495,19 +523,20 @@ struct engine::scan {
   void known(const known_hits& hits, const std::string& where, const chain_t& chain) {
     for (const auto* f : hits.forms) {
       const auto& value = e.known_.value(f->value);
-      const chain_t encoding = plus(chain, {});
-      chain_t full = encoding;
+      chain_t full;
+      full.reserve(chain.size() + f->encoding.size());
+      full.insert(full.end(), chain.begin(), chain.end());
       full.insert(full.end(), f->encoding.begin(), f->encoding.end());
       if (f->kind == kind_contact) {
-        contacts.emplace(f->value, std::make_pair(where, full));
+        contacts.emplace(f->value, std::make_pair(where, std::move(full)));
       } else if (f->kind == kind_sms_tag) {
         sms_tags.emplace(e.known_.sms_of(f->value), where);
       } else if (f->kind == kind_sms_code) {
         sms_codes.emplace(e.known_.sms_of(f->value), where);
       } else if (f->kind == "installed_apps") {
-        apps.emplace(f->value, std::make_pair(where, full));
+        apps.emplace(f->value, std::make_pair(where, std::move(full)));
       } else {
-        add(f->kind, "known", "high", where, full, value);
+        add(f->kind, "known", "high", where, std::move(full), value);
       }
     }
   }
@@ -523,13 +552,20 @@ struct engine::scan {
     if (value.empty()) {
       return;
     }
+    const std::size_t before = out.findings.size();
     if (known_here) {
       known(e.known_.match(value), where, chain);
     }
     std::vector<pattern_hit> hits;
     scan_scalar(key, value, hits);
     for (auto& h : hits) {
-      add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
+      // finish() would drop it as covered by a known finding at this place (an identifier per
+      // event makes thousands of these); not adding it keeps that pass short.
+      const bool covered = std::any_of(out.findings.begin() + static_cast<std::ptrdiff_t>(before), out.findings.end(),
+                                       [&h](const finding& k) { return k.category == h.category || k.value == h.value; });
+      if (!covered) {
+        add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
+      }
     }
     numbers_in(value, where, chain);
     nested(key, value, where, chain, depth);
@@ -571,21 +607,61 @@ struct engine::scan {
     }
   }
 
-  void walk(const node& n, body_format f, const std::string& prefix, const std::string& path, const chain_t& chain,
-            int depth, bool known_here) {
-    if ((n.kind == node::type::string || n.kind == node::type::number) && !known_here && !could_match(n.norm, n.text)) {
-      return;  // no detector can fire on this value: skip building its path
+  // Whether a scalar of a buffer whose known-value hits are `hits` can hold one of them: an
+  // occurrence overlaps its source range, or its text was decoded from what the buffer spells
+  // (escapes can hide a form from the buffer-wide match). Everything else is left to the
+  // pattern detectors, which is most of an event batch that carries an identifier per event.
+  //
+  // The walk asks in source order, so `hits.next` follows it instead of a search per scalar.
+  struct located_hits {
+    const known_hits& hits;
+    std::size_t next = 0;  // the first occurrence that can overlap the last node asked about
+    std::size_t from = 0;  // that node's begin, less the longest form
+  };
+  bool known_in(const node& n, body_format f, located_hits& at) const {
+    const auto& spans = at.hits.spans;
+    if (at.hits.forms.empty()) {
+      return false;
     }
-    const std::string where = prefix + path;
+    if (!verbatim(n, f)) {
+      return true;
+    }
+    // Occurrences are ordered by begin and none is longer than the longest form.
+    const std::size_t from = n.begin > e.known_.longest_form() ? n.begin - e.known_.longest_form() : 0;
+    if (from < at.from) {  // not in source order after all: search again
+      at.next = static_cast<std::size_t>(
+          std::lower_bound(spans.begin(), spans.end(), std::make_pair(from, std::size_t{0})) - spans.begin());
+    }
+    at.from = from;
+    while (at.next < spans.size() && spans[at.next].first < from) {
+      ++at.next;
+    }
+    for (std::size_t i = at.next; i < spans.size() && spans[i].first < n.end; ++i) {
+      if (spans[i].second > n.begin) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // `path` is the node's place inside the buffer; children extend it and restore it.
+  void walk(const node& n, body_format f, const std::string& prefix, std::string& path, const chain_t& chain, int depth,
+            located_hits& hits) {
     switch (n.kind) {
       case node::type::string:
-      case node::type::number:
+      case node::type::number: {
+        const bool known_here = known_in(n, f, hits);
+        if (!known_here && !could_match(n.norm, n.text)) {
+          return;  // no detector can fire on this value: skip building its place
+        }
+        const std::string where = prefix + path;
         leaf(n.norm, n.text, where, chain, depth, known_here);
         if (n.kind == node::type::string && n.text.size() < 65536 &&
             n.text.find_first_of(",;|") != std::string::npos) {
           list_in_string(n, where, chain);
         }
         return;
+      }
       case node::type::object: {
         // protobuf encodes map<string, …> entries as messages {1: key, 2: value}: read them as
         // the key-value pair they are, so key context works without a schema.
@@ -593,12 +669,12 @@ struct engine::scan {
             n.children[1].key == "2" && n.children[0].kind == node::type::string &&
             (n.children[1].kind == node::type::string || n.children[1].kind == node::type::number) &&
             n.children[0].text.size() <= 64 && looks_textual(n.children[0].text)) {
-          leaf(normalize_key(n.children[0].text), n.children[1].text, where + "[" + n.children[0].text + "]", chain, depth,
-               known_here);
+          leaf(normalize_key(n.children[0].text), n.children[1].text, prefix + path + "[" + n.children[0].text + "]",
+               chain, depth, known_in(n.children[1], f, hits));
           return;
         }
-        std::vector<pattern_hit> hits;
-        scan_object(n, hits);
+        std::vector<pattern_hit> found;
+        scan_object(n, found);
         // Repeated members (XML siblings, protobuf repeated fields, multipart parts) are lists
         // too; JSON keys are unique, so JSON objects skip the grouping.
         if (f != body_format::json && n.children.size() >= 2) {
@@ -608,35 +684,49 @@ struct engine::scan {
           }
           for (const auto& [k, items] : groups) {
             if (items.size() >= 2) {
-              scan_list(items.front()->norm, items, hits);
+              scan_list(items.front()->norm, items, found);
             }
           }
         }
-        for (auto& h : hits) {
-          add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
-        }
-        for (std::size_t i = 0; i < n.children.size(); ++i) {
-          walk(n.children[i], f, prefix, child_path(f, path, n.children[i], i, false), chain, depth, known_here);
-        }
+        report(found, prefix, path, chain);
+        walk_children(n, f, prefix, path, chain, depth, hits, false);
         return;
       }
       case node::type::array: {
         std::vector<const node*> items;
+        items.reserve(n.children.size());
         for (const auto& c : n.children) {
           items.push_back(&c);
         }
-        std::vector<pattern_hit> hits;
-        scan_list(n.norm, items, hits);
-        for (auto& h : hits) {
-          add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
-        }
-        for (std::size_t i = 0; i < n.children.size(); ++i) {
-          walk(n.children[i], f, prefix, child_path(f, path, n.children[i], i, true), chain, depth, known_here);
-        }
+        std::vector<pattern_hit> found;
+        scan_list(n.norm, items, found);
+        report(found, prefix, path, chain);
+        walk_children(n, f, prefix, path, chain, depth, hits, true);
         return;
       }
       case node::type::other:
         return;
+    }
+  }
+
+  void walk_children(const node& n, body_format f, const std::string& prefix, std::string& path, const chain_t& chain,
+                     int depth, located_hits& hits, bool in_array) {
+    const std::size_t mark = path.size();
+    for (std::size_t i = 0; i < n.children.size(); ++i) {
+      append_step(path, f, n.children[i], i, in_array);
+      walk(n.children[i], f, prefix, path, chain, depth, hits);
+      path.resize(mark);
+    }
+  }
+
+  // Pattern findings of a structure, placed at `prefix + path`.
+  void report(std::vector<pattern_hit>& found, const std::string& prefix, const std::string& path, const chain_t& chain) {
+    if (found.empty()) {
+      return;
+    }
+    const std::string where = prefix + path;
+    for (auto& h : found) {
+      add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
     }
   }
 
@@ -668,7 +758,7 @@ struct engine::scan {
   // A buffer of bytes: parsed by its format when it has one, else scanned as text.
   void buffer(std::string_view data, const std::string& where, const chain_t& chain, int depth, const std::string& key,
               std::string_view content_type) {
-    const auto hits = e.known_.match(data);
+    const auto hits = e.known_.match(data, true);
     const body_format f = sniff_format(data, content_type);
     if (f == body_format::json && hits.forms.empty() && nothing_in_json(data)) {
       return;
@@ -688,7 +778,9 @@ struct engine::scan {
     const std::size_t before = out.findings.size();
     const std::string prefix = where + (where.empty() ? "" : (depth == 0 && where == "body" ? "." : "/")) + format_name(f) + ":";
     const bool known_here = !hits.forms.empty();
-    walk(*root, f, prefix, root_path(f), plus(chain, {format_name(f)}), depth, known_here);
+    std::string path = root_path(f);
+    located_hits located{hits};
+    walk(*root, f, prefix, path, plus(chain, {format_name(f)}), depth, located);
     // Profile values the leaves did not account for (in keys, across fields, in raw bytes) are
     // still reported, at the level of the whole buffer.
     if (known_here) {
@@ -829,15 +921,79 @@ struct engine::scan {
 
   // Known findings win over pattern findings of the same category in the same place; repeats go.
   void finish() {
-    // A pattern finding is covered by a known one of its category at the same place or inside
-    // it (a lat/lng object and its lat member), and by a known one of any category for the
-    // same value: the profile knows a BSSID is a BSSID, whatever its shape suggests. Indexed,
-    // so a body with thousands of findings stays linearithmic.
+    std::vector<bool> keep(out.findings.size(), true);
+    drop_covered_patterns(keep);
+    // Repeats of one category, place and value: the first stays. Keys are views into the
+    // findings, so a body with thousands of them builds no strings here.
+    std::unordered_set<std::size_t, place_hash, same_place> seen(out.findings.size(), place_hash{out.findings},
+                                                                 same_place{out.findings});
+    for (std::size_t i = 0; i < out.findings.size(); ++i) {
+      keep[i] = keep[i] && seen.insert(i).second;
+    }
+    // An event batch repeats one identifier in every event: one finding per value and form
+    // with a count, not thousands of records that differ only in a list index.
+    std::vector<finding> unique;
+    std::unordered_map<std::string, std::size_t, string_hash, std::equal_to<>> by_shape;
+    std::string shape;
+    for (std::size_t i = 0; i < out.findings.size(); ++i) {
+      if (!keep[i]) {
+        continue;
+      }
+      auto& f = out.findings[i];
+      shape.clear();
+      for (const std::string_view part : {std::string_view(f.category), std::string_view(f.source),
+                                          std::string_view(f.confidence), std::string_view(f.value)}) {
+        shape += part;
+        shape += '\0';
+      }
+      append_without_list_indices(shape, f.where);
+      for (const auto& layer : f.encoding) {
+        shape += '\0';
+        shape += layer;
+      }
+      if (const auto it = by_shape.find(shape); it != by_shape.end()) {
+        ++unique[it->second].count;
+        continue;
+      }
+      by_shape.emplace(shape, unique.size());
+      unique.push_back(std::move(f));
+    }
+    out.findings = std::move(unique);
+    std::sort(out.incomplete.begin(), out.incomplete.end());
+    out.incomplete.erase(std::unique(out.incomplete.begin(), out.incomplete.end()), out.incomplete.end());
+  }
+
+  struct place_hash {
+    const std::vector<finding>& findings;
+    std::size_t operator()(std::size_t i) const {
+      const auto& f = findings[i];
+      const std::hash<std::string_view> h;
+      return h(f.where) ^ (h(f.value) * 31) ^ (h(f.category) * 131);
+    }
+  };
+  struct same_place {
+    const std::vector<finding>& findings;
+    bool operator()(std::size_t a, std::size_t b) const {
+      const auto& x = findings[a];
+      const auto& y = findings[b];
+      return x.where == y.where && x.value == y.value && x.category == y.category;
+    }
+  };
+
+  // A pattern finding is covered by a known one of its category at the same place or inside
+  // it (a lat/lng object and its lat member), and by a known one of any category for the same
+  // value: the profile knows a BSSID is a BSSID, whatever its shape suggests. Indexed, so a
+  // body with thousands of findings stays linearithmic.
+  void drop_covered_patterns(std::vector<bool>& keep) const {
+    const auto is_known = [](const finding& f) { return f.source == std::string_view("known"); };
+    if (std::all_of(out.findings.begin(), out.findings.end(), is_known)) {
+      return;
+    }
     const auto place_and_value = [](const finding& f) { return f.where + '\0' + f.value; };
     std::map<std::string, std::vector<std::string>> known_places;  // category -> sorted wheres
     std::unordered_set<std::string> known_values;                  // place_and_value()
     for (const auto& f : out.findings) {
-      if (f.source == std::string("known")) {
+      if (is_known(f)) {
         known_places[f.category].push_back(f.where);
         known_values.insert(place_and_value(f));
       }
@@ -845,51 +1001,23 @@ struct engine::scan {
     for (auto& [category, wheres] : known_places) {
       std::sort(wheres.begin(), wheres.end());
     }
-    auto covered = [&](const finding& p) {
+    for (std::size_t i = 0; i < out.findings.size(); ++i) {
+      const auto& p = out.findings[i];
+      if (is_known(p)) {
+        continue;
+      }
       if (known_values.count(place_and_value(p)) != 0) {
-        return true;
+        keep[i] = false;
+        continue;
       }
       const auto places = known_places.find(p.category);
       if (places == known_places.end()) {
-        return false;
+        continue;
       }
       // Every where starting with p.where sorts at or right after it.
       const auto it = std::lower_bound(places->second.begin(), places->second.end(), p.where);
-      return it != places->second.end() && it->compare(0, p.where.size(), p.where) == 0;
-    };
-    std::unordered_set<std::string> seen;
-    std::vector<bool> keep(out.findings.size(), false);
-    for (std::size_t i = 0; i < out.findings.size(); ++i) {
-      const auto& f = out.findings[i];
-      if (f.source == std::string("pattern") && covered(f)) {
-        continue;
-      }
-      keep[i] = seen.insert(f.category + '\0' + f.where + '\0' + f.value).second;
+      keep[i] = !(it != places->second.end() && it->compare(0, p.where.size(), p.where) == 0);
     }
-    // An event batch repeats one identifier in every event: one finding per value and form
-    // with a count, not thousands of records that differ only in a list index.
-    std::vector<finding> unique;
-    std::unordered_map<std::string, std::size_t> by_shape;
-    for (std::size_t i = 0; i < out.findings.size(); ++i) {
-      if (!keep[i]) {
-        continue;
-      }
-      auto& f = out.findings[i];
-      std::string shape = f.category + '\0' + f.source + '\0' + f.confidence + '\0' + f.value + '\0' +
-                          without_list_indices(f.where);
-      for (const auto& layer : f.encoding) {
-        shape += '\0' + layer;
-      }
-      const auto [it, added] = by_shape.emplace(std::move(shape), unique.size());
-      if (added) {
-        unique.push_back(std::move(f));
-      } else {
-        ++unique[it->second].count;
-      }
-    }
-    out.findings = std::move(unique);
-    std::sort(out.incomplete.begin(), out.incomplete.end());
-    out.incomplete.erase(std::unique(out.incomplete.begin(), out.incomplete.end()), out.incomplete.end());
   }
 };
 

@@ -358,13 +358,24 @@ known_matcher::known_matcher(const config::device_profile& p) {
   literals_ = literal_set(texts);
 }
 
-known_hits known_matcher::match(std::string_view buffer) const {
+known_hits known_matcher::match(std::string_view buffer, bool locate) const {
   known_hits hits;
   if (forms_.empty() || buffer.empty()) {
     return hits;
   }
   std::vector<std::uint32_t> ids;
-  literals_.find_all(buffer, ids);
+  if (locate) {
+    std::vector<literal_set::occurrence> found;
+    literals_.find_each(buffer, found);
+    for (const auto& o : found) {
+      ids.push_back(o.id);
+      hits.spans.emplace_back(o.at, o.at + literals_.size_of(o.id));
+    }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  } else {
+    literals_.find_all(buffer, ids);
+  }
   for (const auto id : ids) {
     hits.forms.push_back(&forms_[id]);
   }

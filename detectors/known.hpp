@@ -26,13 +26,15 @@ struct known_form {
 
 struct known_hits {
   std::vector<const known_form*> forms;  // in the order of known_matcher::forms()
+  // With match(…, true): where each occurrence lies, [begin, end), ordered by begin.
+  std::vector<std::pair<std::size_t, std::size_t>> spans;
 };
 
 class known_matcher {
  public:
   explicit known_matcher(const config::device_profile& profile);
 
-  known_hits match(std::string_view buffer) const;
+  known_hits match(std::string_view buffer, bool locate = false) const;
 
   const std::vector<known_form>& forms() const { return forms_; }
   std::size_t longest_form() const { return longest_; }

@@ -78,8 +78,8 @@ void literal_set::build(table& t, const std::vector<std::uint32_t>& ids) {
   }
 }
 
-template <int Q>
-void literal_set::scan(const table& t, std::string_view text, std::vector<std::uint32_t>& ids) const {
+template <int Q, class Hit>
+void literal_set::scan(const table& t, std::string_view text, Hit&& hit) const {
   if (t.empty() || text.size() < Q) {
     return;
   }
@@ -110,7 +110,7 @@ void literal_set::scan(const table& t, std::string_view text, std::vector<std::u
       const std::size_t start = i - it->offset;
       const auto& l = literals_[it->id];
       if (l.size() <= text.size() - start && std::memcmp(data + start, l.data(), l.size()) == 0) {
-        ids.push_back(it->id);
+        hit(start, it->id);
       }
     }
   }
@@ -118,8 +118,9 @@ void literal_set::scan(const table& t, std::string_view text, std::vector<std::u
 
 void literal_set::find_all(std::string_view text, std::vector<std::uint32_t>& ids) const {
   const std::size_t first = ids.size();
-  scan<8>(long_, text, ids);
-  scan<4>(short_, text, ids);
+  const auto add = [&ids](std::size_t, std::uint32_t id) { ids.push_back(id); };
+  scan<8>(long_, text, add);
+  scan<4>(short_, text, add);
   for (const std::uint32_t id : tiny_) {
     if (text.find(literals_[id]) != std::string_view::npos) {
       ids.push_back(id);
@@ -127,6 +128,23 @@ void literal_set::find_all(std::string_view text, std::vector<std::uint32_t>& id
   }
   std::sort(ids.begin() + static_cast<std::ptrdiff_t>(first), ids.end());
   ids.erase(std::unique(ids.begin() + static_cast<std::ptrdiff_t>(first), ids.end()), ids.end());
+}
+
+void literal_set::find_each(std::string_view text, std::vector<occurrence>& out) const {
+  const std::size_t first = out.size();
+  const auto add = [&out](std::size_t at, std::uint32_t id) { out.push_back({at, id}); };
+  scan<8>(long_, text, add);
+  scan<4>(short_, text, add);
+  for (const std::uint32_t id : tiny_) {
+    for (auto at = text.find(literals_[id]); at != std::string_view::npos; at = text.find(literals_[id], at + 1)) {
+      out.push_back({at, id});
+    }
+  }
+  const auto by_position = [](const occurrence& a, const occurrence& b) { return a.at < b.at || (a.at == b.at && a.id < b.id); };
+  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(), by_position);
+  // A literal sampled at two positions of one stride window is found twice.
+  const auto same = [](const occurrence& a, const occurrence& b) { return a.at == b.at && a.id == b.id; };
+  out.erase(std::unique(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(), same), out.end());
 }
 
 }  // namespace leakscope::detectors

@@ -29,6 +29,15 @@ class literal_set {
   // `text` (overlapping occurrences included).
   void find_all(std::string_view text, std::vector<std::uint32_t>& ids) const;
 
+  struct occurrence {
+    std::size_t at;  // offset of the literal's first byte in the text
+    std::uint32_t id;
+  };
+  // Appends every occurrence of every literal, overlapping ones included, ordered by `at`.
+  void find_each(std::string_view text, std::vector<occurrence>& out) const;
+
+  std::size_t size_of(std::uint32_t id) const { return literals_[id].size(); }
+
   bool empty() const { return literals_.empty(); }
 
  private:
@@ -48,8 +57,9 @@ class literal_set {
   };
   template <int Q>
   void build(table& t, const std::vector<std::uint32_t>& ids);
-  template <int Q>
-  void scan(const table& t, std::string_view text, std::vector<std::uint32_t>& ids) const;
+  // Calls hit(start, id) for each occurrence found through table `t`.
+  template <int Q, class Hit>
+  void scan(const table& t, std::string_view text, Hit&& hit) const;
 
   std::vector<std::string> literals_;
   table long_;                         // literals of 8 bytes and more, by their first 8 bytes

@@ -72,8 +72,10 @@ std::string lower(std::string_view s) {
 // scan that decides without a tree whether a body holds anything worth one (visit_json).
 // Bounded depth and node count; any error, or a handler returning false, stops it.
 //
-// Handler: on_begin(kind) / on_end() around containers, on_key(raw) before each object member,
-// on_scalar(kind, text) for strings (decoded), numbers (as spelled) and true/false/null. Views
+// Handler: on_begin(kind, at) / on_end(at) around containers (the offsets of the opening
+// bracket and just past the closing one), on_key(raw) before each object member,
+// on_scalar(kind, text, begin, end) for strings (decoded), numbers (as spelled) and
+// true/false/null, with the token's source range. Views
 // passed to the handler are valid only during the call.
 class json_parser {
  public:
@@ -105,17 +107,18 @@ class json_parser {
     if (c == '{' || c == '[') {
       return container(h, depth, c == '{');
     }
+    const std::size_t start = pos_;
     std::string_view text;
     if (c == '"') {
-      return string(text) && h.on_scalar(node::type::string, text);
+      return string(text) && h.on_scalar(node::type::string, text, start, pos_);
     }
     if (c == '-' || (c >= '0' && c <= '9')) {
-      return number(text) && h.on_scalar(node::type::number, text);
+      return number(text) && h.on_scalar(node::type::number, text, start, pos_);
     }
     for (const std::string_view word : {"true", "false", "null"}) {
       if (s_.substr(pos_, word.size()) == word) {
         pos_ += word.size();
-        return h.on_scalar(node::type::other, word);
+        return h.on_scalar(node::type::other, word, start, pos_);
       }
     }
     return false;
@@ -123,7 +126,7 @@ class json_parser {
 
   template <class Handler>
   bool container(Handler& h, int depth, bool object) {
-    if (depth >= max_structure_depth || !h.on_begin(object ? node::type::object : node::type::array)) {
+    if (depth >= max_structure_depth || !h.on_begin(object ? node::type::object : node::type::array, pos_)) {
       return false;
     }
     const char close = object ? '}' : ']';
@@ -131,7 +134,7 @@ class json_parser {
     skip_ws();
     if (pos_ < s_.size() && s_[pos_] == close) {
       ++pos_;
-      return h.on_end();
+      return h.on_end(pos_);
     }
     while (true) {
       if (object) {
@@ -160,7 +163,7 @@ class json_parser {
       }
       if (s_[pos_] == close) {
         ++pos_;
-        return h.on_end();
+        return h.on_end(pos_);
       }
       return false;
     }
@@ -367,7 +370,7 @@ class json_parser {
 struct tree_builder {
   node root;
   std::vector<node*> open;
-  std::string key;
+  std::string key, norm;  // the member being read; norm is normalize_key(key)
 
   node& place() {
     if (open.empty()) {
@@ -377,27 +380,33 @@ struct tree_builder {
     node& child = parent.children.emplace_back();
     if (parent.kind == node::type::object) {
       child.key = key;
+      child.norm = norm;
     }
     return child;
   }
-  bool on_begin(node::type kind) {
+  bool on_begin(node::type kind, std::size_t at) {
     node& n = place();
     n.kind = kind;
+    n.begin = at;
     open.push_back(&n);
     return true;
   }
-  bool on_end() {
+  bool on_end(std::size_t at) {
+    open.back()->end = at;
     open.pop_back();
     return true;
   }
   bool on_key(std::string_view k) {
     key.assign(k);
+    norm = normalize_key(k);
     return true;
   }
-  bool on_scalar(node::type kind, std::string_view text) {
+  bool on_scalar(node::type kind, std::string_view text, std::size_t begin, std::size_t end) {
     node& n = place();
     n.kind = kind;
     n.text.assign(text);
+    n.begin = begin;
+    n.end = end;
     return true;
   }
 };
@@ -408,22 +417,23 @@ struct visit_adapter {
   // Whether each open container is an object; the parser bounds the depth.
   std::array<bool, max_structure_depth + 1> in_object{};
   std::size_t depth = 0;
-  bool on_begin(node::type kind) {
+  bool on_begin(node::type kind, std::size_t) {
     in_object[depth++] = kind == node::type::object;
     return true;
   }
-  bool on_end() {
+  bool on_end(std::size_t) {
     --depth;
     return true;
   }
   bool on_key(std::string_view k) { return v.key(k); }
-  bool on_scalar(node::type kind, std::string_view text) {
+  bool on_scalar(node::type kind, std::string_view text, std::size_t, std::size_t) {
     return kind == node::type::other || v.scalar(text, kind == node::type::string, depth > 0 && in_object[depth - 1]);
   }
 };
 
 }  // namespace
 
+// Keys come out normalised (node::norm).
 std::optional<node> parse_json(std::string_view text) {
   tree_builder b;
   if (!json_parser(text).document(b)) {
@@ -444,6 +454,8 @@ json_visit visit_json(std::string_view text, json_visitor& visitor) {
 node parse_form(std::string_view text) {
   node root;
   root.kind = node::type::object;
+  root.end = text.size();
+  std::size_t at = 0;  // of `text` in the whole
   while (!text.empty() && root.children.size() < max_structure_nodes) {
     const auto amp = text.find('&');
     const auto pair = text.substr(0, amp);
@@ -453,9 +465,12 @@ node parse_form(std::string_view text) {
       n.kind = node::type::string;
       n.key = percent_decode(pair.substr(0, eq), true);
       n.text = eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1), true);
+      n.begin = at;
+      n.end = at + pair.size();
       root.children.push_back(std::move(n));
     }
     text = amp == std::string_view::npos ? std::string_view() : text.substr(amp + 1);
+    at += pair.size() + 1;
   }
   return root;
 }
@@ -953,7 +968,7 @@ std::optional<node> parse_any(std::string_view body, body_format format, std::st
 
 std::optional<node> parse_body(std::string_view body, body_format format, std::string_view content_type) {
   auto root = parse_any(body, format, content_type);
-  if (root) {
+  if (root && format != body_format::json) {  // parse_json has done it
     normalize_keys(*root);
   }
   return root;

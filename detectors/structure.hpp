@@ -17,6 +17,11 @@ struct node {
   std::string norm;  // `key` through normalize_key(), set once by parse_body()
   std::string text;  // scalars: the value as text (numbers keep their source spelling)
   std::vector<node> children;
+  // Where the node's source spelling lies in the text given to parse_json() or parse_form(),
+  // [begin, end), quotes and brackets included; end == 0 from the other parsers. Inside a
+  // multipart part the range is the part's own. The engine uses them, for JSON and form
+  // bodies, to look for known values only in the leaves the buffer-wide match placed them in.
+  std::size_t begin = 0, end = 0;
 };
 
 enum class body_format { json, form, multipart, protobuf, xml, text };
@@ -25,6 +30,7 @@ const char* format_name(body_format f);
 constexpr int max_structure_depth = 32;
 constexpr std::size_t max_structure_nodes = 200'000;
 
+// Keys come out normalised (node::norm), as from parse_body().
 std::optional<node> parse_json(std::string_view text);
 
 // Receives every member name and scalar of a JSON text, without a tree being built: key() with

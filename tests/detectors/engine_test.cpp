@@ -242,3 +242,42 @@ TEST_CASE("a value repeated in every event of a batch is one finding with a coun
     CHECK(f.where.find("events[1]") == std::string::npos);
   }
 }
+
+// The engine looks for known values only in the leaves the buffer-wide match places them in:
+// the places must be right in every format that records them, and leaves whose text was
+// decoded from what the buffer spells must still be looked at.
+TEST_CASE("known values are found in the leaves they occur in, after escapes, in nested parts") {
+  const engine e(profile(), {});
+  const auto places = [&](const inspect_result& r, const std::string& category) {
+    std::vector<std::string> out;
+    for (const auto& f : r.findings) {
+      if (f.category == category && f.source == "known") {
+        out.push_back(f.where);
+      }
+    }
+    return out;
+  };
+  std::string events;
+  for (int i = 0; i < 30; ++i) {
+    events += R"({"n":)" + std::to_string(i) + R"(,"note":"nothing here"},)";
+  }
+  // The phone number spelled with a JSON escape: the buffer never holds its plain form.
+  const auto json = e.inspect(post(R"({"events":[)" + events + R"({"dev":{"imei":"865432101234564"}}],"u":{"tel":"1381\u0032345678"}})"));
+  CHECK(places(json, "imei") == std::vector<std::string>{"body.json:$.events[30].dev.imei"});
+  CHECK(places(json, "phone_number") == std::vector<std::string>{"body.json:$.u.tel"});
+
+  const auto form = e.inspect(post("a=1&b=two&imei=865432101234564&tel=%2B86%2013812345678",
+                                   {{"Content-Type", "application/x-www-form-urlencoded"}}));
+  CHECK(places(form, "imei") == std::vector<std::string>{"body.form:imei"});
+  CHECK(places(form, "phone_number") == std::vector<std::string>{"body.form:tel"});
+
+  const std::string multipart =
+      "--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\n" + std::string(500, 'x') +
+      "\r\n--XyZ\r\nContent-Disposition: form-data; name=\"meta\"\r\nContent-Type: application/json\r\n\r\n" +
+      R"({"events":[)" + events + R"({"dev":{"imei":"865432101234564"}}]})" + "\r\n--XyZ--\r\n";
+  const auto mp = e.inspect(post(multipart, {{"Content-Type", "multipart/form-data; boundary=XyZ"}}));
+  const auto mp_places = places(mp, "imei");
+  CAPTURE(mp_places.front());
+  REQUIRE(mp_places.size() == 1);
+  CHECK(mp_places.front().find("dev.imei") != std::string::npos);
+}

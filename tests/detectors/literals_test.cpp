@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <random>
 
 using leakscope::detectors::literal_set;
@@ -118,5 +119,39 @@ TEST_CASE("long literals are found at every position relative to the sampled one
       text.replace(rng() % (text.size() - l.size()), l.size(), l);
     }
     CHECK(find(set, text) == naive(literals, text));
+  }
+}
+
+TEST_CASE("every occurrence is reported at its position, overlapping and repeated ones included") {
+  std::mt19937 rng(5);
+  const std::string alphabet = "0123ab";
+  std::vector<std::string> literals = {"aaaa", "aaaaaaaa", "abab", "ababababab", "0123"};
+  for (int i = 0; i < 300; ++i) {
+    std::string l(4 + rng() % 20, '0');
+    for (auto& c : l) {
+      c = alphabet[rng() % alphabet.size()];
+    }
+    literals.push_back(l);
+  }
+  literals.push_back("a");  // a one-byte profile value is searched on its own
+  const literal_set set(literals);
+  for (int round = 0; round < 20; ++round) {
+    std::string text(2000, 'a');
+    for (auto& c : text) {
+      c = round == 0 ? 'a' : alphabet[rng() % alphabet.size()];
+    }
+    std::vector<literal_set::occurrence> found;
+    set.find_each(text, found);
+    std::vector<std::pair<std::size_t, std::uint32_t>> got, want;
+    for (const auto& o : found) {
+      got.emplace_back(o.at, o.id);
+    }
+    for (std::uint32_t id = 0; id < literals.size(); ++id) {
+      for (auto at = text.find(literals[id]); at != std::string::npos; at = text.find(literals[id], at + 1)) {
+        want.emplace_back(at, id);
+      }
+    }
+    std::sort(want.begin(), want.end());
+    CHECK(got == want);
   }
 }

@@ -3,6 +3,7 @@
 #include "detectors/literals.hpp"
 #include "fuzz.hpp"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -31,5 +32,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   FUZZ_CHECK(got == want);
+  // Every occurrence, by position.
+  std::vector<literal_set::occurrence> each;
+  set.find_each(rest, each);
+  std::vector<std::pair<std::size_t, std::uint32_t>> got_at, want_at;
+  for (const auto& o : each) {
+    got_at.emplace_back(o.at, o.id);
+  }
+  for (std::uint32_t i = 0; i < literals.size(); ++i) {
+    for (auto at = rest.find(literals[i]); at != std::string_view::npos; at = rest.find(literals[i], at + 1)) {
+      want_at.emplace_back(at, i);
+    }
+  }
+  std::sort(want_at.begin(), want_at.end());
+  FUZZ_CHECK(got_at == want_at);
   return 0;
 }
