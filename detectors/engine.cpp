@@ -70,6 +70,18 @@ void append_without_list_indices(std::string& out, std::string_view where) {
   }
 }
 
+// The first ',', ';' or '|': where a list in one string is cut. A loop, because
+// find_first_of calls memchr on the three separators for every byte.
+std::size_t list_separator(std::string_view s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == ',' || c == ';' || c == '|') {
+      return i;
+    }
+  }
+  return std::string_view::npos;
+}
+
 // Appends a child's step to its parent's path, in that format's own notation.
 void append_step(std::string& path, body_format f, const node& child, std::size_t index, bool in_array) {
   switch (f) {
@@ -472,7 +484,7 @@ struct engine::scan {
       s.fix_readings_in(text, [&](std::string_view) { reading = true; });
       if (reading || has_percent_escape(text) || looks_base64(text) ||
           (text.size() >= 2 && (text.front() == '{' || text.front() == '[')) ||
-          (is_string && text.find_first_of(",;|") != std::string_view::npos)) {
+          (is_string && list_separator(text) != std::string_view::npos)) {
         return keep_going(false);
       }
       hits.clear();
@@ -657,7 +669,7 @@ struct engine::scan {
         const std::string where = prefix + path;
         leaf(n.norm, n.text, where, chain, depth, known_here);
         if (n.kind == node::type::string && n.text.size() < 65536 &&
-            n.text.find_first_of(",;|") != std::string::npos) {
+            list_separator(n.text) != std::string_view::npos) {
           list_in_string(n, where, chain);
         }
         return;
@@ -678,11 +690,16 @@ struct engine::scan {
         // Repeated members (XML siblings, protobuf repeated fields, multipart parts) are lists
         // too; JSON keys are unique, so JSON objects skip the grouping.
         if (f != body_format::json && n.children.size() >= 2) {
-          std::map<std::string, std::vector<const node*>> groups;
+          std::unordered_map<std::string_view, std::size_t, string_hash> group_of;  // key -> index
+          std::vector<std::vector<const node*>> groups;                            // first seen first
           for (const auto& c : n.children) {
-            groups[c.key].push_back(&c);
+            const auto [it, added] = group_of.emplace(c.key, groups.size());
+            if (added) {
+              groups.emplace_back();
+            }
+            groups[it->second].push_back(&c);
           }
-          for (const auto& [k, items] : groups) {
+          for (const auto& items : groups) {
             if (items.size() >= 2) {
               scan_list(items.front()->norm, items, found);
             }
@@ -730,12 +747,33 @@ struct engine::scan {
     }
   }
 
+  // How many parts of "a,b;c|d" list_item() counts, up to two.
+  static int list_items_in(std::string_view rest) {
+    int items = 0;
+    while (!rest.empty() && items < 2) {
+      const auto cut = list_separator(rest);
+      auto part = rest.substr(0, cut);
+      while (!part.empty() && part.front() == ' ') {
+        part.remove_prefix(1);
+      }
+      while (!part.empty() && part.back() == ' ') {
+        part.remove_suffix(1);
+      }
+      items += list_item(part) ? 1 : 0;
+      rest = cut == std::string_view::npos ? std::string_view() : rest.substr(cut + 1);
+    }
+    return items;
+  }
+
   // "com.a.b,com.c.d,…" or "aa:bb:…;cc:dd:…" in one string: checked as a list.
   void list_in_string(const node& n, const std::string& where, const chain_t& chain) {
+    if (list_items_in(n.text) < 2) {
+      return;  // "12,34" and most other comma-separated values: no list finding needs fewer
+    }
     std::vector<node> parts;
     std::string_view rest = n.text;
     while (!rest.empty() && parts.size() < 10'000) {
-      const auto cut = rest.find_first_of(",;|");
+      const auto cut = list_separator(rest);
       node p;
       p.kind = node::type::string;
       p.text = std::string(rest.substr(0, cut));

@@ -493,6 +493,11 @@ bool list_item_candidate(std::string_view text) {
   return false;
 }
 
+bool list_item(std::string_view text) {
+  char buf[13];
+  return package_like(text) || !normalized_mac(text, buf).empty();
+}
+
 void scan_list(std::string_view key, const std::vector<const node*>& items, std::vector<pattern_hit>& out) {
   std::size_t contacts = 0, apps = 0, messages = 0;
   std::set<std::string> bssids;

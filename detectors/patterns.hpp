@@ -42,4 +42,8 @@ bool contact_phone_key(std::string_view key);
 // a BSSID.
 bool list_item_candidate(std::string_view text);
 
+// Exactly the strings scan_list() counts as items: a package name or a BSSID. A list of
+// strings with fewer than two of them holds no list finding.
+bool list_item(std::string_view text);
+
 }  // namespace leakscope::detectors
