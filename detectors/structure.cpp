@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -365,20 +366,22 @@ class json_parser {
   std::string scratch_;  // decoded strings that had escapes
 };
 
-// Builds the tree. Open containers are held by pointer: only the innermost one grows, so the
-// pointers to its ancestors stay valid.
+// Builds the tree. The children of each open container gather in a stack per depth and move
+// into the container once, sized, when it closes: no vector grows node by node, and the open
+// containers (each the last node of the level above) never move while they are open.
 struct tree_builder {
   node root;
   std::vector<node*> open;
-  std::string key, norm;  // the member being read; norm is normalize_key(key)
+  std::vector<std::vector<node>> levels;  // levels[d]: children of open[d] so far
+  std::string key, norm;                  // the member being read; norm is normalize_key(key)
 
   node& place() {
     if (open.empty()) {
       return root;
     }
-    node& parent = *open.back();
-    node& child = parent.children.emplace_back();
-    if (parent.kind == node::type::object) {
+    auto& level = levels[open.size() - 1];
+    node& child = level.emplace_back();
+    if (open.back()->kind == node::type::object) {
       child.key = key;
       child.norm = norm;
     }
@@ -389,10 +392,17 @@ struct tree_builder {
     n.kind = kind;
     n.begin = at;
     open.push_back(&n);
+    if (levels.size() < open.size()) {
+      levels.emplace_back();
+    }
     return true;
   }
   bool on_end(std::size_t at) {
-    open.back()->end = at;
+    node& n = *open.back();
+    auto& level = levels[open.size() - 1];
+    n.children.assign(std::make_move_iterator(level.begin()), std::make_move_iterator(level.end()));
+    level.clear();
+    n.end = at;
     open.pop_back();
     return true;
   }
