@@ -48,9 +48,14 @@ class tcp_connection {
   // Data from one side, cut into segments of at most `mss` bytes, each PSH-ACK.
   std::vector<std::string> send(bool from_client, std::string_view bytes, std::size_t mss = 1460);
   std::vector<std::string> close();  // FIN-ACK each way and the last ACK
+  // send(), each segment already in its Enhanced Packet Block: the same bytes as
+  // enhanced_packet(interface, timestamp_us, segment), the last segment with `comment`.
+  std::vector<std::string> send_packets(std::uint32_t interface, std::uint64_t timestamp_us, bool from_client,
+                                        std::string_view bytes, std::size_t mss, std::string_view comment = {});
 
  private:
   std::string frame(bool from_client, std::uint8_t flags, std::string_view payload);
+  void append_frame(std::string& out, bool from_client, std::uint8_t flags, std::string_view payload);
   endpoint client_, server_;
   std::uint32_t client_seq_, server_seq_;
 };

@@ -35,8 +35,15 @@ std::uint64_t now_us() {
 
 void leg_tap::emit(const std::vector<std::string>& frames, bool client_data) {
   const auto now = now_us();
+  std::vector<std::string> blocks;
   for (const auto& f : frames) {
-    auto block = pcapng::enhanced_packet(interface_, now, f);
+    blocks.push_back(pcapng::enhanced_packet(interface_, now, f));
+  }
+  push(std::move(blocks), client_data);
+}
+
+void leg_tap::push(std::vector<std::string>&& blocks, bool client_data) {
+  for (auto& block : blocks) {
     if (holding_) {
       held_.emplace_back(std::move(block), client_data);  // keeps its observation time
     } else {
@@ -61,7 +68,7 @@ void leg_tap::release() {
 
 void leg_tap::data(bool from_client, std::string_view bytes) {
   if (connection_ && !closed_ && !bytes.empty()) {
-    emit(connection_->send(from_client, bytes, capture_segment), from_client);
+    push(connection_->send_packets(interface_, now_us(), from_client, bytes, capture_segment), from_client);
   }
 }
 
@@ -104,9 +111,8 @@ void http_tap::request(std::string_view bytes) {
   }
   // Hold back only the newest chunk: memory stays one read, whatever the body's size.
   if (!pending_.empty()) {
-    const auto t = now_us();
-    for (const auto& f : connection_->send(true, pending_, capture_segment)) {
-      recorder_.write_decrypted(pcapng::enhanced_packet(0, t, f));
+    for (auto& block : connection_->send_packets(0, now_us(), true, pending_, capture_segment)) {
+      recorder_.write_decrypted(std::move(block));
     }
   }
   pending_.assign(bytes);
@@ -116,12 +122,11 @@ std::uint64_t http_tap::end_request(const std::string& comment) {
   if (!connection_ || pending_.empty()) {
     return 0;
   }
-  const auto frames = connection_->send(true, pending_, capture_segment);
+  auto blocks = connection_->send_packets(0, now_us(), true, pending_, capture_segment, comment);
   pending_.clear();
-  const auto t = now_us();
   std::uint64_t last = 0;
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    last = recorder_.write_decrypted(pcapng::enhanced_packet(0, t, frames[i], i + 1 == frames.size() ? comment : std::string()));
+  for (auto& block : blocks) {
+    last = recorder_.write_decrypted(std::move(block));
   }
   return last;
 }
@@ -131,9 +136,8 @@ void http_tap::response(std::string_view bytes) {
     return;
   }
   end_request({});  // an interim 100 Continue can come before the body is complete
-  const auto t = now_us();
-  for (const auto& f : connection_->send(false, bytes, capture_segment)) {
-    recorder_.write_decrypted(pcapng::enhanced_packet(0, t, f));
+  for (auto& block : connection_->send_packets(0, now_us(), false, bytes, capture_segment)) {
+    recorder_.write_decrypted(std::move(block));
   }
 }
 

@@ -31,6 +31,7 @@ class leg_tap {
 
  private:
   void emit(const std::vector<std::string>& frames, bool client_data = false);
+  void push(std::vector<std::string>&& blocks, bool client_data);
   recorder& recorder_;
   std::uint32_t interface_;
   std::optional<pcapng::tcp_connection> connection_;

@@ -206,3 +206,29 @@ TEST_CASE("TLS bytes with a Decryption Secrets Block are decrypted by stock tsha
   SSL_CTX_free(sctx);
   std::filesystem::remove_all(dir);
 }
+
+// The taps build each block in one buffer; it must be the block the two pure steps build.
+TEST_CASE("send_packets is enhanced_packet of each segment send cuts, comment on the last") {
+  for (const auto& [client, server] : {std::pair{"192.168.1.23", "203.0.113.7"}, std::pair{"2001:db8::23", "2001:db8::7"}}) {
+    CAPTURE(client);
+    pcapng::tcp_connection a(*pcapng::make_endpoint(client, 53211), *pcapng::make_endpoint(server, 443));
+    pcapng::tcp_connection b = a;
+    for (const std::size_t size : {1u, 2u, 3u, 5u, 1460u, 1461u, 4001u}) {
+      CAPTURE(size);
+      std::string bytes(size, '\0');
+      for (std::size_t i = 0; i < size; ++i) {
+        bytes[i] = static_cast<char>(i * 7 + size);
+      }
+      for (const bool from_client : {true, false}) {
+        const std::string comment = size % 2 ? "leak 3: imei" : "";
+        const auto frames = a.send(from_client, bytes, 1460);
+        const auto blocks = b.send_packets(1, 1'795'441'512'000'123, from_client, bytes, 1460, comment);
+        REQUIRE(blocks.size() == frames.size());
+        for (std::size_t i = 0; i < frames.size(); ++i) {
+          const bool last = i + 1 == frames.size();
+          CHECK(hex(blocks[i]) == hex(pcapng::enhanced_packet(1, 1'795'441'512'000'123, frames[i], last ? comment : "")));
+        }
+      }
+    }
+  }
+}
