@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -30,38 +31,187 @@ json dest_json(const destination& d) {
   return {{"host", d.host}, {"ip", d.ip.empty() ? json(nullptr) : json(d.ip)}, {"port", d.port}, {"scheme", d.scheme}};
 }
 
-// Milliseconds with microsecond precision: enough for timing evidence, stable in golden tests.
-json ms(double v) { return std::round(v * 1000.0) / 1000.0; }
-
-json optional_ms(const std::optional<double>& v) { return v ? ms(*v) : json(nullptr); }
-
 // Traffic is not guaranteed to be UTF-8; invalid bytes become U+FFFD rather than an exception.
 std::string line(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"; }
+
+// A string's bytes inside JSON quotes, escaped as nlohmann escapes them (ensure_ascii off):
+// the two-character escapes, \u00XX for other control characters, every other byte as is.
+void append_escaped(std::string& out, std::string_view v) {
+  for (const char c : v) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          static const char* const hex = "0123456789abcdef";
+          out += "\\u00";
+          out += hex[(c >> 4) & 0xf];
+          out += hex[c & 0xf];
+        } else {
+          out += c;
+        }
+    }
+  }
+}
+
+// A JSON writer for the records written per request, whose output is byte for byte what
+// nlohmann's dump() of the same values gives (members in sorted order, the same escapes, the
+// same numbers): a flow line through nlohmann built a map node and a string copy per member,
+// a fifth of the proxy's own time on small kept-alive requests.
+class json_writer {
+ public:
+  explicit json_writer(std::string& out) : out_(out) {}
+
+  json_writer& key(std::string_view k) {
+    out_ += first_ ? "\"" : ",\"";
+    out_ += k;
+    out_ += "\":";
+    first_ = false;
+    return *this;
+  }
+  void open(char c) {
+    out_ += c;
+    first_ = true;
+  }
+  void close(char c) {
+    out_ += c;
+    first_ = false;
+  }
+  void null() { out_ += "null"; }
+  void boolean(bool v) { out_ += v ? "true" : "false"; }
+  void number(std::uint64_t v) {
+    char buf[24];
+    out_.append(buf, static_cast<std::size_t>(std::to_chars(buf, buf + sizeof buf, v).ptr - buf));
+  }
+  void number(int v) {
+    char buf[16];
+    out_.append(buf, static_cast<std::size_t>(std::to_chars(buf, buf + sizeof buf, v).ptr - buf));
+  }
+  // Milliseconds with microsecond precision (enough for timing evidence, stable in golden
+  // tests), printed as nlohmann prints doubles in [1e-5, 1e15): plain notation, shortest
+  // round trip, ".0" when there is no fraction.
+  void milliseconds(double v) {
+    const double rounded = std::round(v * 1000.0) / 1000.0;
+    if (!(std::abs(rounded) < 1e15)) {
+      out_ += json(rounded).dump();  // outside the records' range: nlohmann's own notation
+      return;
+    }
+    char buf[64];
+    const auto end = std::to_chars(buf, buf + sizeof buf, rounded, std::chars_format::fixed).ptr;
+    out_.append(buf, static_cast<std::size_t>(end - buf));
+    if (std::string_view(buf, static_cast<std::size_t>(end - buf)).find('.') == std::string_view::npos) {
+      out_ += ".0";
+    }
+  }
+  void string(std::string_view v) {
+    // ASCII is escaped here as nlohmann does; other bytes take its path, which also replaces
+    // what is not UTF-8 with U+FFFD.
+    for (const char c : v) {
+      if (static_cast<unsigned char>(c) >= 0x80) {
+        out_ += json(v).dump(-1, ' ', false, json::error_handler_t::replace);
+        return;
+      }
+    }
+    out_ += '"';
+    append_escaped(out_, v);
+    out_ += '"';
+  }
+  void string_or_null(std::string_view v) {
+    if (v.empty()) {
+      null();
+    } else {
+      string(v);
+    }
+  }
+
+ private:
+  std::string& out_;
+  bool first_ = true;
+};
 
 }  // namespace
 
 std::string to_json_line(const flow_record& r) {
-  json j = {{"id", r.id},
-            {"start", iso8601(r.start)},
-            {"client", r.client},
-            {"dest", dest_json(r.dest)},
-            {"sni", r.sni.empty() ? json(nullptr) : json(r.sni)},
-            {"kind", r.kind},
-            {"method", r.method.empty() ? json(nullptr) : json(r.method)},
-            {"url", r.url.empty() ? json(nullptr) : json(r.url)},
-            {"status", r.status == 0 ? json(nullptr) : json(r.status)},
-            {"bytes_up", r.bytes_up},
-            {"bytes_down", r.bytes_down},
-            {"tls_handshake_ms", optional_ms(r.tls_handshake_ms)},
-            {"ttfb_ms", optional_ms(r.ttfb_ms)},
-            {"total_ms", ms(r.total_ms)},
-            {"complete", r.complete},
-            {"request_truncated", r.request_truncated},
-            {"incomplete", r.incomplete},
-            {"leaks", r.leaks},
-            {"error", r.error ? json{{"type", r.error->type}, {"detail", r.error->detail}} : json(nullptr)},
-            {"note", r.note.empty() ? json(nullptr) : json(r.note)}};
-  return line(j);
+  std::string out;
+  out.reserve(512 + r.url.size());
+  json_writer w(out);
+  w.open('{');
+  w.key("bytes_down").number(r.bytes_down);
+  w.key("bytes_up").number(r.bytes_up);
+  w.key("client").string(r.client);
+  w.key("complete").boolean(r.complete);
+  w.key("dest").open('{');
+  w.key("host").string(r.dest.host);
+  w.key("ip").string_or_null(r.dest.ip);
+  w.key("port").number(static_cast<int>(r.dest.port));
+  w.key("scheme").string(r.dest.scheme);
+  w.close('}');
+  w.key("error");
+  if (r.error) {
+    w.open('{');
+    w.key("detail").string(r.error->detail);
+    w.key("type").string(r.error->type);
+    w.close('}');
+  } else {
+    w.null();
+  }
+  w.key("id").number(r.id);
+  w.key("incomplete").open('[');
+  for (std::size_t i = 0; i < r.incomplete.size(); ++i) {
+    if (i > 0) {
+      out += ',';
+    }
+    w.string(r.incomplete[i]);
+  }
+  w.close(']');
+  w.key("kind").string(r.kind);
+  w.key("leaks").number(r.leaks);
+  w.key("method").string_or_null(r.method);
+  w.key("note").string_or_null(r.note);
+  w.key("request_truncated").boolean(r.request_truncated);
+  w.key("sni").string_or_null(r.sni);
+  w.key("start").string(iso8601(r.start));
+  w.key("status");
+  if (r.status == 0) {
+    w.null();
+  } else {
+    w.number(r.status);
+  }
+  const auto optional_ms = [&w](const std::optional<double>& v) {
+    if (v) {
+      w.milliseconds(*v);
+    } else {
+      w.null();
+    }
+  };
+  w.key("tls_handshake_ms");
+  optional_ms(r.tls_handshake_ms);
+  w.key("total_ms").milliseconds(r.total_ms);
+  w.key("ttfb_ms");
+  optional_ms(r.ttfb_ms);
+  w.key("url").string_or_null(r.url);
+  w.close('}');
+  out += '\n';
+  return out;
 }
 
 std::string to_json_line(const leak_record& r) {
@@ -92,14 +242,6 @@ std::string to_json_line(const leak_record& r) {
 }
 
 namespace {
-
-json header_list(const std::vector<std::pair<std::string, std::string>>& headers) {
-  json out = json::array();
-  for (const auto& [name, value] : headers) {
-    out.push_back({{"name", name}, {"value", value}});
-  }
-  return out;
-}
 
 bool is_utf8_text(std::string_view body) {
   for (std::size_t i = 0; i < body.size();) {
@@ -133,27 +275,7 @@ std::size_t body_text_size(std::string_view body, bool text) {
 void append_body_json(std::string& out, std::string_view body, bool text, bool truncated) {
   if (text) {
     out += "{\"text\":\"";
-    for (const char c : body) {
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        default:
-          out += c;
-      }
-    }
+    append_escaped(out, body);  // UTF-8 text whose only control characters are \n, \r and \t
   } else {
     out += "{\"encoding\":\"base64\",\"text\":\"";
     base64_append(out, body);
@@ -164,31 +286,50 @@ void append_body_json(std::string& out, std::string_view body, bool text, bool t
 }  // namespace
 
 std::string to_json_line(const exchange_record& r) {
-  const json request = {{"httpVersion", r.http_version}, {"headers", header_list(r.request_headers)},
-                        {"bodySize", r.request_body_size}};
-  const json response = r.status == 0 ? json(nullptr)
-                                      : json{{"status", r.status},
-                                             {"statusText", r.reason},
-                                             {"headers", header_list(r.response_headers)},
-                                             {"bodySize", r.response_body_size}};
-  const auto dump = [](const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); };
-  const std::string request_rest = dump(request);  // "{...}": the members after "body"
-  const std::string response_text = dump(response);
   const bool text = is_utf8_text(r.request_body);
   std::string out;
-  out.reserve(160 + request_rest.size() + response_text.size() + body_text_size(r.request_body, text));
-  out += "{\"flow\":";
-  out += std::to_string(r.flow);
-  out += ",\"request\":{";
+  out.reserve(256 + 64 * (r.request_headers.size() + r.response_headers.size()) +
+              body_text_size(r.request_body, text));
+  json_writer w(out);
+  const auto headers = [&w, &out](const std::vector<std::pair<std::string, std::string>>& list) {
+    w.open('[');
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      if (i > 0) {
+        out += ',';
+      }
+      w.open('{');
+      w.key("name").string(list[i].first);
+      w.key("value").string(list[i].second);
+      w.close('}');
+    }
+    w.close(']');
+  };
+  w.open('{');
+  w.key("flow").number(r.flow);
+  w.key("request").open('{');
   if (!r.request_body.empty()) {
-    out += "\"body\":";
+    w.key("body");
     append_body_json(out, r.request_body, text, r.request_body.size() < r.request_body_size);
-    out += ',';
   }
-  out.append(request_rest, 1);
-  out += ",\"response\":";
-  out += response_text;
-  out += "}\n";
+  w.key("bodySize").number(r.request_body_size);
+  w.key("headers");
+  headers(r.request_headers);
+  w.key("httpVersion").string(r.http_version);
+  w.close('}');
+  w.key("response");
+  if (r.status == 0) {
+    w.null();
+  } else {
+    w.open('{');
+    w.key("bodySize").number(r.response_body_size);
+    w.key("headers");
+    headers(r.response_headers);
+    w.key("status").number(r.status);
+    w.key("statusText").string(r.reason);
+    w.close('}');
+  }
+  w.close('}');
+  out += '\n';
   return out;
 }
 

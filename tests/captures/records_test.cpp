@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <fstream>
+#include <random>
 #include <sys/stat.h>
 #include <thread>
 
@@ -175,4 +177,107 @@ TEST_CASE("the recorder writes whole lines in submission order from many threads
   }
   CHECK(lines_of(dir / "flows.jsonl").size() == 2000);
   std::filesystem::remove_all(base);
+}
+
+namespace {
+
+// How flow lines were written through nlohmann: the reference the hand-written writer keeps to.
+std::string flow_line_reference(const flow_record& r) {
+  using nlohmann::json;
+  const auto ms = [](double v) { return json(std::round(v * 1000.0) / 1000.0); };
+  const auto optional_ms = [&ms](const std::optional<double>& v) { return v ? ms(*v) : json(nullptr); };
+  const auto or_null = [](const std::string& v) { return v.empty() ? json(nullptr) : json(v); };
+  const json j = {{"id", r.id},
+                  {"start", iso8601(r.start)},
+                  {"client", r.client},
+                  {"dest", {{"host", r.dest.host}, {"ip", or_null(r.dest.ip)}, {"port", r.dest.port}, {"scheme", r.dest.scheme}}},
+                  {"sni", or_null(r.sni)},
+                  {"kind", r.kind},
+                  {"method", or_null(r.method)},
+                  {"url", or_null(r.url)},
+                  {"status", r.status == 0 ? json(nullptr) : json(r.status)},
+                  {"bytes_up", r.bytes_up},
+                  {"bytes_down", r.bytes_down},
+                  {"tls_handshake_ms", optional_ms(r.tls_handshake_ms)},
+                  {"ttfb_ms", optional_ms(r.ttfb_ms)},
+                  {"total_ms", ms(r.total_ms)},
+                  {"complete", r.complete},
+                  {"request_truncated", r.request_truncated},
+                  {"incomplete", r.incomplete},
+                  {"leaks", r.leaks},
+                  {"error", r.error ? json{{"type", r.error->type}, {"detail", r.error->detail}} : json(nullptr)},
+                  {"note", or_null(r.note)}};
+  return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace
+
+TEST_CASE("flow and exchange lines are what nlohmann writes for the same values, whatever the bytes") {
+  std::mt19937_64 rng(17);
+  const std::vector<std::string> pieces = {"a", "Z", "/", " ", "\"", "\\", "\n", "\r", "\t", "\b", "\f", std::string(1, '\0'),
+                                           "\x01", "\x1f", "\x7f", "张三", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                           "\xff", "\xc0\xaf", "\xed\xa0\x80", "\xe2\x82"};
+  const auto text = [&] {
+    std::string s;
+    const auto n = rng() % 6;
+    for (std::uint64_t i = 0; i < n; ++i) {
+      s += pieces[rng() % pieces.size()];
+    }
+    return s;
+  };
+  const double times[] = {0, 0.0004, 0.0005, 0.001, 1, 1.5, 12.3456789, 999.9995, 1e6, 123456789.123, 5e14, 2e15};
+  for (int round = 0; round < 2000; ++round) {
+    flow_record f;
+    f.id = rng();
+    f.client = text();
+    f.dest = {text(), text(), static_cast<std::uint16_t>(rng()), text()};
+    f.sni = text();
+    f.kind = text();
+    f.method = text();
+    f.url = text();
+    f.status = static_cast<int>(rng() % 3) == 0 ? 0 : static_cast<int>(rng() % 600);
+    f.bytes_up = rng();
+    f.bytes_down = rng() % 1000;
+    f.start = at(static_cast<long long>(rng() % 4'000'000'000'000'000));
+    if (rng() % 2) {
+      f.tls_handshake_ms = times[rng() % std::size(times)];
+    }
+    if (rng() % 2) {
+      f.ttfb_ms = static_cast<double>(rng() % 10'000'000) / 997.0;
+    }
+    f.total_ms = rng() % 2 ? times[rng() % std::size(times)] : static_cast<double>(rng() % 100'000'000) / 7.0;
+    f.complete = rng() % 2;
+    f.request_truncated = rng() % 2;
+    for (auto n = rng() % 3; n > 0; --n) {
+      f.incomplete.push_back(text());
+    }
+    f.leaks = rng() % 5;
+    if (rng() % 2) {
+      f.error = typed_error{text(), text()};
+    }
+    f.note = text();
+    const auto line = to_json_line(f);
+    CAPTURE(line);
+    REQUIRE(line == flow_line_reference(f));
+
+    exchange_record e;
+    e.flow = rng();
+    e.http_version = text();
+    for (auto n = rng() % 4; n > 0; --n) {
+      e.request_headers.emplace_back(text(), text());
+      e.response_headers.emplace_back(text(), text());
+    }
+    e.request_body_size = rng() % 100;
+    e.status = rng() % 2 ? 0 : 200;
+    e.reason = text();
+    e.response_body_size = rng();
+    const auto parsed = nlohmann::json::parse(to_json_line(e));
+    nlohmann::json headers = nlohmann::json::array();
+    for (const auto& [name, value] : e.request_headers) {
+      headers.push_back({{"name", name}, {"value", value}});
+    }
+    const auto dump = [](const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
+    CHECK(dump(parsed["request"]["headers"]) == dump(headers));
+    CHECK(to_json_line(e).find(dump(headers)) != std::string::npos);
+  }
 }
