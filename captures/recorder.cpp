@@ -299,10 +299,18 @@ void recorder::run() {
   std::deque<item> batch;
   pending_writes pending;
   std::string head = chain_start;  // the writer's own copy of the chain head
-  auto flush_all_but = [&](int keep) {
-    for (int f = 0; f < file_count; ++f) {
-      if (f != keep) {
-        flush(pending, f);
+  // Files in the order their lines may refer to each other: a leak names frames of both
+  // captures, a flow its leaks and its exchange. flush_through(f) writes f's pending lines
+  // and, first, those of every file before it, so no line reaches the disk before a line it
+  // refers to, and a batch costs one write per file rather than a few per exchange.
+  static constexpr int write_order[] = {keys_file,  traffic_file, decrypted_file, exchanges_file,
+                                        marks_file, leaks_file,   flows_file};
+  static_assert(std::size(write_order) == file_count);
+  auto flush_through = [&](int last) {
+    for (const int f : write_order) {
+      flush(pending, f);
+      if (f == last) {
+        return;
       }
     }
   };
@@ -332,14 +340,10 @@ void recorder::run() {
     }
     space_.notify_all();
     // Producers keep queueing while this batch is written: the disk never blocks the proxy.
-    // Lines of one file are written together, but never past a line of another file that
-    // refers to them: a leak follows the frames it names, a flow its leaks and exchange.
+    // A line is queued after everything it refers to, and is written after it (flush_through).
     for (auto& it : batch) {
-      if (it.file == flows_file || it.file == leaks_file) {
-        flush_all_but(it.file);
-      }
       if (!healthy_.load() && it.file == flows_file) {
-        flush(pending, flows_file);
+        flush_through(flows_file);
         // Writing works again? Say first, in the flows log, what was lost and since when.
         std::string lost, since, why;
         {
@@ -369,7 +373,7 @@ void recorder::run() {
       if (it.line.size() >= max_pending_write) {
         // A large line (an exchange with its inspected body) is written from where it is:
         // copied into the buffer it would be held twice, and the buffer would keep its size.
-        flush(pending, f);
+        flush_through(f);
         const bool written = append(fds_[f], it.line);
         dirty_[f] = dirty_[f] || written;
         {
@@ -385,10 +389,10 @@ void recorder::run() {
       }
       pending.items[f].push_back(std::move(it));
       if (pending.bytes[f].size() >= max_pending_write) {
-        flush(pending, f);
+        flush_through(f);
       }
     }
-    flush_all_but(-1);
+    flush_through(flows_file);
     batch.clear();
     if (std::chrono::steady_clock::now() - last_sync_ >= group_commit) {
       sync_dirty();
