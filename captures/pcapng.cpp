@@ -247,37 +247,54 @@ std::string tcp_connection::frame(bool from_client, std::uint8_t flags, std::str
   return out;
 }
 
+std::string tcp_connection::packet(std::uint32_t interface, std::uint64_t timestamp_us, bool from_client,
+                                   std::uint8_t flags, std::string_view payload, std::string_view comment) {
+  // enhanced_packet(frame(…)) in one buffer: one allocation and one copy of the bytes, where
+  // the two steps took seven and four. Every captured read goes through here.
+  const std::size_t frame_size = 14 + (client_.v6 ? 40 : 20) + 20 + payload.size();
+  const std::size_t options = comment.empty() ? 0 : 4 + (comment.size() + 3) / 4 * 4 + 4;
+  const auto total = static_cast<std::uint32_t>(12 + 20 + (frame_size + 3) / 4 * 4 + options);
+  std::string block;
+  block.reserve(total);
+  put32(block, block_epb);
+  put32(block, total);
+  put32(block, interface);
+  put32(block, static_cast<std::uint32_t>(timestamp_us >> 32));
+  put32(block, static_cast<std::uint32_t>(timestamp_us & 0xffffffff));
+  put32(block, static_cast<std::uint32_t>(frame_size));  // captured
+  put32(block, static_cast<std::uint32_t>(frame_size));  // on the wire
+  append_frame(block, from_client, flags, payload);
+  pad4(block);
+  if (options != 0) {
+    option(block, 1, comment);  // opt_comment
+    end_of_options(block);
+  }
+  put32(block, total);
+  return block;
+}
+
 std::vector<std::string> tcp_connection::send_packets(std::uint32_t interface, std::uint64_t timestamp_us,
                                                       bool from_client, std::string_view bytes, std::size_t mss,
                                                       std::string_view comment) {
-  // enhanced_packet(frame(…)) in one buffer: per segment one allocation and one copy of the
-  // bytes, where the two steps took seven and four. Every captured read goes through here.
   std::vector<std::string> out;
   for (std::size_t at = 0; at < bytes.size(); at += mss) {
-    const auto payload = bytes.substr(at, mss);
     const bool last = at + mss >= bytes.size();
-    const std::size_t frame_size = 14 + (client_.v6 ? 40 : 20) + 20 + payload.size();
-    const std::size_t options = last && !comment.empty() ? 4 + (comment.size() + 3) / 4 * 4 + 4 : 0;
-    const auto total = static_cast<std::uint32_t>(12 + 20 + (frame_size + 3) / 4 * 4 + options);
-    std::string block;
-    block.reserve(total);
-    put32(block, block_epb);
-    put32(block, total);
-    put32(block, interface);
-    put32(block, static_cast<std::uint32_t>(timestamp_us >> 32));
-    put32(block, static_cast<std::uint32_t>(timestamp_us & 0xffffffff));
-    put32(block, static_cast<std::uint32_t>(frame_size));  // captured
-    put32(block, static_cast<std::uint32_t>(frame_size));  // on the wire
-    append_frame(block, from_client, tcp_psh | tcp_ack, payload);
-    pad4(block);
-    if (options != 0) {
-      option(block, 1, comment);  // opt_comment
-      end_of_options(block);
-    }
-    put32(block, total);
-    out.push_back(std::move(block));
+    out.push_back(packet(interface, timestamp_us, from_client, tcp_psh | tcp_ack, bytes.substr(at, mss),
+                         last ? comment : std::string_view()));
   }
   return out;
+}
+
+std::vector<std::string> tcp_connection::open_packets(std::uint32_t interface, std::uint64_t timestamp_us) {
+  return {packet(interface, timestamp_us, true, tcp_syn, {}, {}),
+          packet(interface, timestamp_us, false, tcp_syn | tcp_ack, {}, {}),
+          packet(interface, timestamp_us, true, tcp_ack, {}, {})};
+}
+
+std::vector<std::string> tcp_connection::close_packets(std::uint32_t interface, std::uint64_t timestamp_us) {
+  return {packet(interface, timestamp_us, true, tcp_fin | tcp_ack, {}, {}),
+          packet(interface, timestamp_us, false, tcp_fin | tcp_ack, {}, {}),
+          packet(interface, timestamp_us, true, tcp_ack, {}, {})};
 }
 
 std::vector<std::string> tcp_connection::open() {

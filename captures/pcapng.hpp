@@ -52,10 +52,15 @@ class tcp_connection {
   // enhanced_packet(interface, timestamp_us, segment), the last segment with `comment`.
   std::vector<std::string> send_packets(std::uint32_t interface, std::uint64_t timestamp_us, bool from_client,
                                         std::string_view bytes, std::size_t mss, std::string_view comment = {});
+  // open() and close() in their Enhanced Packet Blocks, likewise.
+  std::vector<std::string> open_packets(std::uint32_t interface, std::uint64_t timestamp_us);
+  std::vector<std::string> close_packets(std::uint32_t interface, std::uint64_t timestamp_us);
 
  private:
   std::string frame(bool from_client, std::uint8_t flags, std::string_view payload);
   void append_frame(std::string& out, bool from_client, std::uint8_t flags, std::string_view payload);
+  std::string packet(std::uint32_t interface, std::uint64_t timestamp_us, bool from_client, std::uint8_t flags,
+                     std::string_view payload, std::string_view comment);
   endpoint client_, server_;
   std::uint32_t client_seq_, server_seq_;
 };

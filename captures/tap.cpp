@@ -9,6 +9,11 @@ namespace {
 // and the writer's time goes per packet.
 constexpr std::size_t capture_segment = 65'000;
 
+std::uint64_t now_us() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
 }  // namespace
 
 leg_tap::leg_tap(recorder& rec, std::uint32_t interface, const std::string& client_ip, std::uint16_t client_port,
@@ -18,29 +23,11 @@ leg_tap::leg_tap(recorder& rec, std::uint32_t interface, const std::string& clie
   auto server = pcapng::make_endpoint(server_ip, server_port);
   if (client && server && client->v6 == server->v6) {
     connection_.emplace(*client, *server);
-    emit(connection_->open());
+    push(connection_->open_packets(interface_, now_us()), false);
   }
 }
 
 leg_tap::~leg_tap() { close(); }
-
-namespace {
-
-std::uint64_t now_us() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
-}  // namespace
-
-void leg_tap::emit(const std::vector<std::string>& frames, bool client_data) {
-  const auto now = now_us();
-  std::vector<std::string> blocks;
-  for (const auto& f : frames) {
-    blocks.push_back(pcapng::enhanced_packet(interface_, now, f));
-  }
-  push(std::move(blocks), client_data);
-}
 
 void leg_tap::push(std::vector<std::string>&& blocks, bool client_data) {
   for (auto& block : blocks) {
@@ -76,7 +63,7 @@ void leg_tap::close() {
   release();
   if (connection_ && !closed_) {
     closed_ = true;
-    emit(connection_->close());
+    push(connection_->close_packets(interface_, now_us()), false);
   }
 }
 
@@ -87,9 +74,8 @@ http_tap::http_tap(recorder& rec, const std::string& client_ip, std::uint16_t cl
   auto server = pcapng::make_endpoint(server_ip, server_port);
   if (client && server && client->v6 == server->v6) {
     connection_.emplace(*client, *server);
-    const auto t = now_us();
-    for (const auto& f : connection_->open()) {
-      recorder_.write_decrypted(pcapng::enhanced_packet(0, t, f));
+    for (auto& block : connection_->open_packets(0, now_us())) {
+      recorder_.write_decrypted(std::move(block));
     }
   }
 }
@@ -98,9 +84,8 @@ http_tap::~http_tap() {
   if (connection_ && !closed_) {
     end_request({});
     closed_ = true;
-    const auto t = now_us();
-    for (const auto& f : connection_->close()) {
-      recorder_.write_decrypted(pcapng::enhanced_packet(0, t, f));
+    for (auto& block : connection_->close_packets(0, now_us())) {
+      recorder_.write_decrypted(std::move(block));
     }
   }
 }

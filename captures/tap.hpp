@@ -30,7 +30,6 @@ class leg_tap {
   std::uint64_t last_client_frame() const { return last_client_frame_; }
 
  private:
-  void emit(const std::vector<std::string>& frames, bool client_data = false);
   void push(std::vector<std::string>&& blocks, bool client_data);
   recorder& recorder_;
   std::uint32_t interface_;

@@ -208,7 +208,7 @@ TEST_CASE("TLS bytes with a Decryption Secrets Block are decrypted by stock tsha
 }
 
 // The taps build each block in one buffer; it must be the block the two pure steps build.
-TEST_CASE("send_packets is enhanced_packet of each segment send cuts, comment on the last") {
+TEST_CASE("send_packets, open_packets and close_packets are enhanced_packet of what send, open and close frame") {
   for (const auto& [client, server] : {std::pair{"192.168.1.23", "203.0.113.7"}, std::pair{"2001:db8::23", "2001:db8::7"}}) {
     CAPTURE(client);
     pcapng::tcp_connection a(*pcapng::make_endpoint(client, 53211), *pcapng::make_endpoint(server, 443));
@@ -230,5 +230,23 @@ TEST_CASE("send_packets is enhanced_packet of each segment send cuts, comment on
         }
       }
     }
+    const auto wrapped = [](const std::vector<std::string>& frames) {
+      std::vector<std::string> out;
+      for (const auto& f : frames) {
+        out.push_back(hex(pcapng::enhanced_packet(0, 42, f)));
+      }
+      return out;
+    };
+    const auto hexed = [](const std::vector<std::string>& blocks) {
+      std::vector<std::string> out;
+      for (const auto& b : blocks) {
+        out.push_back(hex(b));
+      }
+      return out;
+    };
+    CHECK(hexed(b.close_packets(0, 42)) == wrapped(a.close()));
+    pcapng::tcp_connection c(*pcapng::make_endpoint(client, 1), *pcapng::make_endpoint(server, 2));
+    pcapng::tcp_connection d = c;
+    CHECK(hexed(d.open_packets(0, 42)) == wrapped(c.open()));
   }
 }
