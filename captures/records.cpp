@@ -37,7 +37,15 @@ std::string line(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 // A string's bytes inside JSON quotes, escaped as nlohmann escapes them (ensure_ascii off):
 // the two-character escapes, \u00XX for other control characters, every other byte as is.
 void append_escaped(std::string& out, std::string_view v) {
-  for (const char c : v) {
+  // Bodies are up to capture.max_inspect_body: runs that need no escape go in with one append.
+  std::size_t run = 0;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const char c = v[i];
+    if (c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20) {
+      continue;
+    }
+    out.append(v.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"':
         out += "\\\"";
@@ -60,17 +68,15 @@ void append_escaped(std::string& out, std::string_view v) {
       case '\t':
         out += "\\t";
         break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          static const char* const hex = "0123456789abcdef";
-          out += "\\u00";
-          out += hex[(c >> 4) & 0xf];
-          out += hex[c & 0xf];
-        } else {
-          out += c;
-        }
+      default: {
+        static const char* const hex = "0123456789abcdef";  // the other control characters
+        out += "\\u00";
+        out += hex[(c >> 4) & 0xf];
+        out += hex[c & 0xf];
+      }
     }
   }
+  out.append(v.data() + run, v.size() - run);
 }
 
 // A JSON writer for the records written per request, whose output is byte for byte what
