@@ -340,6 +340,30 @@ class ProxyEndToEnd(OriginTestCase):
         flows, _ = self.stop_and_check()
         self.assertEqual([f["status"] for f in flows], [200, 200, 200])
 
+    def test_a_phone_resumes_its_tls_session_with_the_proxy(self):
+        """The ticket leakscope issues (one per handshake) brings the phone's next connection back
+        without a full handshake."""
+        self.start()
+        ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
+        authority = f"api.example.test:{self.origin.tls_port}"
+        session = None
+        reused = []
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
+                raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+                self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
+                with ctx.wrap_socket(raw, server_hostname="api.example.test", session=session) as tls:
+                    tls.sendall(b"GET /index.html HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n")
+                    answer = b""
+                    while chunk := tls.recv(4096):  # TLS 1.3 tickets arrive with the data
+                        answer += chunk
+                    self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:100])
+                    reused.append(tls.session_reused)
+                    session = tls.session
+        self.assertEqual(reused, [False, True, True])
+        flows, _ = self.stop_and_check()
+        self.assertEqual([f["status"] for f in flows], [200, 200, 200])
+
     def test_expect_100_continue_is_relayed_before_the_body(self):
         self.start()
         payload = "imei=" + IMEI + "&pad=" + "y" * 4000
