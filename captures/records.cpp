@@ -9,6 +9,11 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <optional>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace leakscope::captures {
 
@@ -249,35 +254,77 @@ std::string to_json_line(const leak_record& r) {
 
 namespace {
 
-bool is_utf8_text(std::string_view body) {
-  for (std::size_t i = 0; i < body.size();) {
-    const auto c = static_cast<unsigned char>(body[i]);
-    const int len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
-    if (len == 0 || i + static_cast<std::size_t>(len) > body.size() || (c < 0x20 && c != '\n' && c != '\r' && c != '\t')) {
-      return false;
-    }
-    for (int k = 1; k < len; ++k) {
-      if ((static_cast<unsigned char>(body[i + static_cast<std::size_t>(k)]) & 0xc0) != 0x80) {
-        return false;
+// How many bytes of a body need escaping as JSON text, or nullopt when the body is not text:
+// not well-formed UTF-8 (Unicode 15 table 3-7: no overlong forms, surrogates or code points
+// past U+10FFFF, which a JSON reader would reject) or holding control characters other than
+// \n, \r and \t. Bodies are up to capture.max_inspect_body: 16 plain ASCII bytes at a time.
+std::optional<std::size_t> text_escapes(std::string_view body) {
+  const auto* p = reinterpret_cast<const unsigned char*>(body.data());
+  const std::size_t n = body.size();
+  std::size_t escapes = 0;
+  std::size_t i = 0;
+  while (i < n) {
+#if defined(__SSE2__)
+    if (n - i >= 16) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+      // A signed compare: bytes from 0x80 are negative, so one test finds them and the controls.
+      if (_mm_movemask_epi8(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20))) == 0) {
+        const __m128i quoted = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('\\')));
+        escapes += static_cast<std::size_t>(__builtin_popcount(static_cast<unsigned>(_mm_movemask_epi8(quoted))));
+        i += 16;
+        continue;
       }
     }
-    i += static_cast<std::size_t>(len);
+#endif
+    const unsigned c = p[i];
+    if (c < 0x80) {
+      if (c < 0x20 && c != '\n' && c != '\r' && c != '\t') {
+        return std::nullopt;
+      }
+      escapes += (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t') ? 1 : 0;
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    unsigned second_min = 0x80, second_max = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+    } else if (c == 0xe0) {
+      len = 3;
+      second_min = 0xa0;
+    } else if (c == 0xed) {
+      len = 3;
+      second_max = 0x9f;
+    } else if (c >= 0xe1 && c <= 0xef) {
+      len = 3;
+    } else if (c == 0xf0) {
+      len = 4;
+      second_min = 0x90;
+    } else if (c == 0xf4) {
+      len = 4;
+      second_max = 0x8f;
+    } else if (c >= 0xf1 && c <= 0xf3) {
+      len = 4;
+    } else {
+      return std::nullopt;
+    }
+    if (n - i < len || p[i + 1] < second_min || p[i + 1] > second_max) {
+      return std::nullopt;
+    }
+    for (std::size_t k = 2; k < len; ++k) {
+      if ((p[i + k] & 0xc0) != 0x80) {
+        return std::nullopt;
+      }
+    }
+    i += len;
   }
-  return true;
+  return escapes;
 }
 
 // The HAR body object {"encoding"?,"text","truncated"}, keys in nlohmann's (sorted) order.
 // Valid UTF-8 text is kept as text; anything else as base64, as HAR writers do. Written
 // straight into the line: the body is up to capture.max_inspect_body, and a json value of it
 // plus its dump would hold it three times over.
-bool needs_escape(char c) { return c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t'; }
-
-// The size of the body's text in the line, for one allocation of the line.
-std::size_t body_text_size(std::string_view body, bool text) {
-  return text ? body.size() + static_cast<std::size_t>(std::count_if(body.begin(), body.end(), needs_escape))
-              : (body.size() + 2) / 3 * 4;
-}
-
 void append_body_json(std::string& out, std::string_view body, bool text, bool truncated) {
   if (text) {
     out += "{\"text\":\"";
@@ -292,10 +339,11 @@ void append_body_json(std::string& out, std::string_view body, bool text, bool t
 }  // namespace
 
 std::string to_json_line(const exchange_record& r) {
-  const bool text = is_utf8_text(r.request_body);
+  const auto escapes = text_escapes(r.request_body);
+  const bool text = escapes.has_value();
   std::string out;
   out.reserve(256 + 64 * (r.request_headers.size() + r.response_headers.size()) +
-              body_text_size(r.request_body, text));
+              (text ? r.request_body.size() + *escapes : (r.request_body.size() + 2) / 3 * 4));
   json_writer w(out);
   const auto headers = [&w, &out](const std::vector<std::pair<std::string, std::string>>& list) {
     w.open('[');
