@@ -1,5 +1,6 @@
 // The JSONL writers: records with arbitrary strings (invalid UTF-8, control characters, quotes)
 // are one line of valid JSON that reads back to the same values.
+#include "captures/base64.hpp"
 #include "captures/records.hpp"
 #include "fuzz.hpp"
 
@@ -30,5 +31,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto fline = to_json_line(f);
   FUZZ_CHECK(fline.find('\n') == fline.size() - 1);
   FUZZ_CHECK(!nlohmann::json::parse(fline, nullptr, false).is_discarded());
+  // An exchange: the body comes back byte for byte, as text or as base64.
+  exchange_record e;
+  e.request_body = a;
+  e.request_body_size = a.size();
+  e.request_headers = {{b, a}};
+  e.status = 200;
+  e.reason = b;
+  const auto eline = to_json_line(e);
+  FUZZ_CHECK(eline.find('\n') == eline.size() - 1);
+  const auto ej = nlohmann::json::parse(eline, nullptr, false);
+  FUZZ_CHECK(!ej.is_discarded());
+  if (!a.empty()) {
+    const auto& body = ej["request"]["body"];
+    const std::string text = body["text"].get<std::string>();
+    FUZZ_CHECK(body.contains("encoding") ? base64_decode(text) == a : text == a);
+  }
   return 0;
 }
