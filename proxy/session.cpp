@@ -26,6 +26,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <iostream>
@@ -395,7 +396,9 @@ void idle_between_exchanges(http1::parser& req, http1::parser& res, std::string&
   }
 }
 
-enum class head_read { ok, closed, timeout, invalid };
+// `idle`: no byte of a next request came within limits.timeouts.idle, and the connection was
+// closed by us, cleanly; `closed`: the client went away between requests.
+enum class head_read { ok, closed, idle, timeout, invalid };
 
 // Reads until the parser has a complete request head. `closed` means the client went away
 // cleanly between requests.
@@ -427,14 +430,17 @@ awaitable<head_read> read_request_head(services& sv, Client& client, std::string
       cbuf.shrink_to_fit();
       const auto ec = co_await read_more(client, cbuf, t.idle, idle_read_chunk);
       if (ec) {
-        co_return ec == beast::error::timeout || cbuf.empty() ? head_read::closed : head_read::invalid;
+        if (ec == beast::error::timeout) {
+          co_return head_read::idle;
+        }
+        co_return cbuf.empty() ? head_read::closed : head_read::invalid;
       }
       continue;
     }
     const auto ec = co_await read_more(client, cbuf, started ? remaining(first_byte, t.headers) : t.idle);
     if (ec) {
       if (ec == beast::error::timeout) {
-        co_return started ? head_read::timeout : head_read::closed;
+        co_return started ? head_read::timeout : head_read::idle;
       }
       co_return started || !cbuf.empty() ? head_read::invalid : head_read::closed;
     }
@@ -1042,9 +1048,22 @@ awaitable<head_read> next_request(services& sv, connection& conn, Client& client
 
 // Serves HTTP/1.1 exchanges on a connection whose destination is fixed (a CONNECT tunnel).
 // `upstream` is null when dialling failed: every request then gets `failure`.
+// A client that pins a key other than ours hangs up as soon as it has checked it: OkHttp's
+// CertificatePinner runs right after the handshake. A connection opened ahead of need and then
+// closed unused (Chromium's and WebView's preconnects, closed after 10 s) stays open longer;
+// taking it for pinning would pass its host through, uninspected, for the rest of the session.
+constexpr auto pinning_hang_up_window = std::chrono::seconds(2);
+
+// How a tunnel's requests ended: how many the client sent, and how the wait for the next
+// one ended (`ok` when the last exchange closed the tunnel).
+struct tunnel_end {
+  unsigned served = 0;
+  head_read last = head_read::ok;
+};
+
 template <class Client, class Upstream>
-awaitable<unsigned> serve_tunnel_http(services& sv, connection& conn, Client& client, std::string& cbuf,
-                                      Upstream* upstream, const std::optional<upstream_failure>& failure) {
+awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& client, std::string& cbuf,
+                                        Upstream* upstream, const std::optional<upstream_failure>& failure) {
   http1::codec_limits limits{sv.cfg.limits.max_header_bytes, sv.cfg.limits.max_headers};
   http1::parser req(http1::message_kind::request, limits);
   http1::parser res(http1::message_kind::response, limits);
@@ -1054,7 +1073,7 @@ awaitable<unsigned> serve_tunnel_http(services& sv, connection& conn, Client& cl
   while (true) {
     const auto state = co_await next_request(sv, conn, client, cbuf, req);
     if (state != head_read::ok) {
-      co_return state == head_read::invalid ? served + 1 : served;
+      co_return tunnel_end{state == head_read::invalid ? served + 1 : served, state};
     }
     ++served;
     if (conn.transparent) {
@@ -1065,19 +1084,19 @@ awaitable<unsigned> serve_tunnel_http(services& sv, connection& conn, Client& cl
       if (target != "*") {
         const captures::typed_error error{"client_bad_request", "request target inside a tunnel must be origin-form"};
         co_await refuse_request(sv, conn, client, req, 400, error, target);
-        co_return served;
+        co_return tunnel_end{served};
       }
     }
     if (upstream == nullptr) {
       co_await refuse_request(sv, conn, client, req, failure->status, failure->error,
                               conn.dest.scheme + "://" + conn.dest.host + target);
-      co_return served;
+      co_return tunnel_end{served};
     }
     // Forwarded as sent, byte for byte, unless it offers an upgrade to h2c.
     const std::string head_out = asks_for_h2c(req.head()) ? origin_form_head(req.head(), target) : req.head().raw;
     const auto outcome = co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, res, head_out, target);
     if (!outcome.reuse) {
-      co_return served;
+      co_return tunnel_end{served};
     }
     idle_between_exchanges(req, res, ubuf);
   }
@@ -1416,13 +1435,34 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     conn.plain = &*plain_tap;
     conn.phone_leg = phone_leg ? &*phone_leg : nullptr;
   }
-  const unsigned served = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &*upstream : nullptr, failure);
-  if (served == 0) {
-    // OkHttp's CertificatePinner checks after the handshake and closes without a request.
-    sv.rejected.add(name);
-    record_connection_error(sv, conn, started,
-                            {"tls_client_rejected",
-                             "the client completed the handshake and closed without sending a request (pinning suspected)"});
+  const auto handshake_done = steady::now();
+  const auto end = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &*upstream : nullptr, failure);
+  if (end.served == 0) {
+    if (end.last == head_read::idle) {
+      record_connection_error(sv, conn, started,
+                              {"client_idle_timeout",
+                               "the client sent no request within limits.timeouts.idle of the handshake (a connection "
+                               "opened ahead of need, not taken for pinning)"});
+      co_return;
+    }
+    if (end.last == head_read::timeout) {
+      co_return;  // recorded as client_header_timeout
+    }
+    const auto unused_for = steady::now() - handshake_done;
+    if (unused_for <= pinning_hang_up_window) {
+      sv.rejected.add(name);
+      record_connection_error(sv, conn, started,
+                              {"tls_client_rejected",
+                               "the client completed the handshake and closed without sending a request (pinning suspected)"});
+    } else {
+      const auto seconds = std::chrono::duration_cast<std::chrono::milliseconds>(unused_for).count() / 1000.0;
+      char detail[160];
+      std::snprintf(detail, sizeof detail,
+                    "the client closed %.1f s after the handshake without sending a request (a connection opened "
+                    "ahead of need, not taken for pinning)",
+                    seconds);
+      record_connection_error(sv, conn, started, {"client_closed", detail});
+    }
     co_return;
   }
   // Best-effort close_notify; the phone may already be gone.

@@ -9,9 +9,10 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 import unittest
 
-from harness import LEAKSCOPE, CountingOrigin, OriginTestCase, curl, run_measured, temp_root, UNTRUSTED_NAME
+from harness import LEAKSCOPE, CountingOrigin, OriginTestCase, curl, run_measured, temp_root, UNTRUSTED_NAME, wait_for_record
 
 IMEI = "865432101234564"
 
@@ -299,16 +300,50 @@ class ProxyEndToEnd(OriginTestCase):
     def test_handshake_then_close_without_a_request_is_recorded_as_rejection(self):
         """What OkHttp's CertificatePinner does: it trusts the CA, checks the pin, and hangs up."""
         self.start()
+        self._handshake_then_idle(0)
+        flows, _ = self.stop_and_check()
+        self.assertEqual(len(flows), 1)
+        self.assertEqual(flows[0]["error"]["type"], "tls_client_rejected", flows[0]["error"]["detail"])
+
+    def _handshake_then_idle(self, idle_s=None):
+        """A TLS connection through the proxy that sends no request: closed after `idle_s`
+        seconds, or (None) held until the proxy gives up on it. Returns once it is closed."""
         ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
         authority = f"api.example.test:{self.origin.tls_port}"
         with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
             raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
             self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
             with ctx.wrap_socket(raw, server_hostname="api.example.test") as tls:
-                self.assertEqual(tls.version()[:4], "TLSv")
+                if idle_s is None:
+                    try:
+                        self.assertEqual(tls.recv(4096), b"", "the proxy closes an idle connection")
+                    except (ssl.SSLError, ConnectionResetError):
+                        pass  # closed without close_notify: closed all the same
+                else:
+                    time.sleep(idle_s)  # the idle time is what is under test, not a wait for an event
+
+    def test_a_connection_left_idle_until_the_timeout_is_not_taken_for_pinning(self):
+        """Browsers and WebViews open connections ahead of need; one never used must not make
+        the host pass through for the rest of the session."""
+        self.start("limits: {timeouts: {idle: 500ms}}")
+        self._handshake_then_idle()
+        wait_for_record(self.proxy.session / "flows.jsonl", lambda f: f.get("error") is not None)
+        _, body, _ = self.through(self.https() + "/index.html")
+        self.assertEqual(body, b"hello from the origin\n")
         flows, _ = self.stop_and_check()
-        self.assertEqual(len(flows), 1)
-        self.assertEqual(flows[0]["error"]["type"], "tls_client_rejected", flows[0]["error"]["detail"])
+        self.assertEqual([(f["kind"], (f.get("error") or {}).get("type")) for f in flows],
+                         [("connection", "client_idle_timeout"), ("https", None)])
+
+    def test_a_client_that_closes_long_after_its_handshake_is_not_taken_for_pinning(self):
+        self.start()
+        self._handshake_then_idle(2.5)
+        wait_for_record(self.proxy.session / "flows.jsonl", lambda f: f.get("error") is not None)
+        _, body, _ = self.through(self.https() + "/index.html")
+        self.assertEqual(body, b"hello from the origin\n")
+        flows, _ = self.stop_and_check()
+        self.assertEqual([(f["kind"], (f.get("error") or {}).get("type")) for f in flows],
+                         [("connection", "client_closed"), ("https", None)])
+        self.assertIn("without sending a request", flows[0]["error"]["detail"])
 
     def test_sni_with_the_destination_port_is_read_without_it(self):
         """Go's net/http with ServerName = req.Host sends "name:port" (hey does)."""
