@@ -305,15 +305,17 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertEqual(len(flows), 1)
         self.assertEqual(flows[0]["error"]["type"], "tls_client_rejected", flows[0]["error"]["detail"])
 
-    def _handshake_then_idle(self, idle_s=None):
-        """A TLS connection through the proxy that sends no request: closed after `idle_s`
-        seconds, or (None) held until the proxy gives up on it. Returns once it is closed."""
+    def _handshake_then_idle(self, idle_s=None, partial_head=b""):
+        """A TLS connection through the proxy that sends no request (or only `partial_head`):
+        closed after `idle_s` seconds, or (None) held until the proxy gives up on it. Returns
+        once it is closed."""
         ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
         authority = f"api.example.test:{self.origin.tls_port}"
         with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
             raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
             self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
             with ctx.wrap_socket(raw, server_hostname="api.example.test") as tls:
+                tls.sendall(partial_head)
                 if idle_s is None:
                     try:
                         self.assertEqual(tls.recv(4096), b"", "the proxy closes an idle connection")
@@ -333,6 +335,16 @@ class ProxyEndToEnd(OriginTestCase):
         flows, _ = self.stop_and_check()
         self.assertEqual([(f["kind"], (f.get("error") or {}).get("type")) for f in flows],
                          [("connection", "client_idle_timeout"), ("https", None)])
+
+    def test_a_first_request_head_that_times_out_is_recorded_once_and_not_as_pinning(self):
+        self.start("limits: {timeouts: {headers: 300ms}}")
+        self._handshake_then_idle(partial_head=b"GET /index.html HTTP/1.1\r\nHost: api.exa")
+        wait_for_record(self.proxy.session / "flows.jsonl", lambda f: f.get("error") is not None)
+        _, body, _ = self.through(self.https() + "/index.html")
+        self.assertEqual(body, b"hello from the origin\n")
+        flows, _ = self.stop_and_check()
+        self.assertEqual([(f["kind"], (f.get("error") or {}).get("type")) for f in flows],
+                         [("connection", "client_header_timeout"), ("https", None)])
 
     def test_a_client_that_closes_long_after_its_handshake_is_not_taken_for_pinning(self):
         self.start()
