@@ -142,8 +142,9 @@ constexpr unsigned digit = 1;        // must stay 1: it is also added up
 constexpr unsigned trigger = 2;      // a value holding it is always worth a look: email, escapes,
                                      // lists, JSON, MAC and vCard, +86, key=value text,
                                      // non-ASCII (SMS, names)
-constexpr unsigned letter = 4;
+constexpr unsigned lower = 4;
 constexpr unsigned code_middle = 8;  // the middle of "ode", "OTP" or "otp"
+constexpr unsigned upper = 16;
 }  // namespace char_class
 constexpr std::array<std::uint8_t, 256> char_classes = [] {
   std::array<std::uint8_t, 256> t{};
@@ -151,11 +152,11 @@ constexpr std::array<std::uint8_t, 256> char_classes = [] {
     t[c] = char_class::digit;
   }
   for (int c = 'a'; c <= 'z'; ++c) {
-    t[c] = char_class::letter;
-    t[c - 'a' + 'A'] = char_class::letter;
+    t[c] = char_class::lower;
+    t[c - 'a' + 'A'] = char_class::upper;
   }
   for (const char c : {'d', 'T', 't'}) {
-    t[static_cast<unsigned char>(c)] = char_class::letter | char_class::code_middle;
+    t[static_cast<unsigned char>(c)] |= char_class::code_middle;
   }
   for (const char c : {'@', '%', ',', ';', '|', '{', '[', ':', '+', '=', '&'}) {
     t[static_cast<unsigned char>(c)] = char_class::trigger;
@@ -328,7 +329,10 @@ struct engine::scan {
     if ((seen & char_class::code_middle) != 0 && has_code_word(v)) {
       return true;  // verification-code phrasing: "code", "Code", "OTP", "otp"
     }
-    return looks_base64(v);
+    // looks_base64() wants both cases: a long value in one case (padding, hex, a word) is
+    // rejected here without its second pass.
+    constexpr unsigned both_cases = char_class::upper | char_class::lower;
+    return (seen & both_cases) == both_cases && looks_base64(v);
   }
 
   // Whether a run of digits, counted across ' ' and '-' separators, has an identifier's length.
