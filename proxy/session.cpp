@@ -800,6 +800,14 @@ awaitable<response_end> relay_response(services& sv, exchange& x, Client& client
 
 // Relays one exchange whose request head is already parsed: the head (as `head_out`), the
 // request body as it arrives, then the response(s) back. Records leaks and the flow.
+// Whether a stream holds received bytes that a wait on its socket would not announce.
+bool has_buffered(const tls_stream& s) {
+  return s.has_buffered();
+}
+bool has_buffered(const beast::tcp_stream&) {
+  return false;
+}
+
 template <class Client, class Upstream>
 awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Client& client, std::string& cbuf,
                                            http1::parser& req, Upstream& upstream, std::string& ubuf,
@@ -912,11 +920,14 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
           },
           net::detached);
       auto& origin_socket = beast::get_lowest_layer(upstream).socket();
+      const bool origin_buffered = has_buffered(upstream);
       net::co_spawn(
           executor,
           [&]() -> awaitable<void> {
             error_code ec;
-            co_await origin_socket.async_wait(tcp::socket::wait_read, use_ec(ec));
+            if (!origin_buffered) {
+              co_await origin_socket.async_wait(tcp::socket::wait_read, use_ec(ec));
+            }
             origin_ready = !ec;
             origin_watch_done = true;
             signal.cancel();

@@ -43,6 +43,15 @@ void keylog(const SSL* ssl, const char* line) {
   }
 }
 
+// Without read-ahead OpenSSL reads each record in two recv(2) calls, its 5-byte header and then
+// its body: two system calls per request, per response and per 16 KiB of a download. With it,
+// one call takes whatever the socket holds. Records may then wait inside the SSL object with
+// the socket empty: tls_stream tries OpenSSL before it waits for the socket, and
+// tls_stream::has_buffered() tells a raw readiness wait that it need not wait.
+void read_whole_segments(SSL_CTX* native) {
+  SSL_CTX_set_read_ahead(native, 1);
+}
+
 }  // namespace
 
 void log_tls_secrets(ssl::context& ctx, std::function<void(const char* line)>* sink) {
@@ -57,6 +66,7 @@ ssl::context make_client_facing_context() {
   SSL_CTX_set_options(native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   // Idle connections (an app keeps dozens open) give their record buffers back.
   SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+  read_whole_segments(native);
   SSL_CTX_set_alpn_select_cb(native, select_http11, nullptr);
   SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_SERVER);
   // One TLS 1.3 ticket per handshake, not OpenSSL's two: a phone resumes from the newest
@@ -71,6 +81,7 @@ ssl::context make_upstream_context(const config::upstream_config& upstream) {
   SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
   SSL_CTX_set_options(native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_mode(native, SSL_MODE_RELEASE_BUFFERS);
+  read_whole_segments(native);
   SSL_CTX_set_alpn_protos(native, http11, sizeof http11 - 1);
   if (!upstream.verify) {
     ctx.set_verify_mode(ssl::verify_none);

@@ -47,6 +47,9 @@ class tls_stream {
   tls_stream& operator=(const tls_stream&) = delete;
 
   SSL* native_handle() { return ssl_.get(); }
+  // Bytes already read from the socket and not yet delivered (read-ahead, or a prefix): a
+  // wait for the socket to be readable would not see them.
+  bool has_buffered() const { return SSL_has_pending(ssl_.get()) == 1 || bio_.prefix_at < bio_.prefix.size(); }
   executor_type get_executor() { return state_->socket.get_executor(); }
   tcp::socket& socket() { return state_->socket; }
 
