@@ -32,6 +32,7 @@ int socket_read(BIO* bio, char* out, int size) {
   while (true) {
     const ssize_t n = ::recv(s->fd, out, static_cast<std::size_t>(size), 0);
     if (n > 0) {
+      s->drained = n < size;
       return static_cast<int>(n);
     }
     if (n == 0) {
@@ -139,6 +140,11 @@ int tls_stream::read_action::operator()(tls_stream& s, std::size_t& done) const 
     const int r = SSL_read_ex(s.ssl_.get(), data + done, size - done, &n);
     if (r > 0) {
       done += n;
+      // With read-ahead, a socket read short of its buffer left nothing behind: another read
+      // now would be a recv(2) that fails with EAGAIN (two per kept-alive request).
+      if (s.bio_.drained && SSL_has_pending(s.ssl_.get()) == 0) {
+        break;
+      }
       continue;
     }
     if (done == 0) {

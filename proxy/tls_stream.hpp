@@ -121,6 +121,7 @@ class tls_stream {
     std::size_t prefix_at = 0;
     bool eof = false;
     int error = 0;  // errno of the last failed recv/send
+    bool drained = false;  // the last recv took less than it asked for: the socket was empty
   };
 
   // The result of one step: done, or wait for the socket to be readable or writable.
