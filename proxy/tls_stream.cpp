@@ -51,26 +51,29 @@ int socket_read(BIO* bio, char* out, int size) {
   }
 }
 
-template <class State>
-int socket_write(BIO* bio, const char* data, int size) {
+// A burst of records is sent once it holds this much (a loopback segment), and the BIO takes
+// no more than out_cap unsent: past it, OpenSSL is told to retry once the socket drains.
+constexpr std::size_t flush_at = 64 * 1024;
+constexpr std::size_t out_cap = 256 * 1024;
+
+template <class State, class Flush>
+int socket_write(BIO* bio, const char* data, int size, Flush flush) {
   auto* s = static_cast<State*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
-  while (true) {
-    // MSG_NOSIGNAL: a peer that hung up is an EPIPE error for this connection, not a signal.
-    const ssize_t n = ::send(s->fd, data, static_cast<std::size_t>(size), MSG_NOSIGNAL);
-    if (n >= 0) {
-      return static_cast<int>(n);
-    }
-    if (errno == EINTR) {
-      continue;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+  if (s->error != 0) {
+    return -1;
+  }
+  if (s->pending() >= out_cap && flush(*s) != decltype(flush(*s))::sent && s->pending() >= out_cap) {
+    if (s->error == 0) {
       BIO_set_retry_write(bio);
-    } else {
-      s->error = errno;
     }
     return -1;
   }
+  s->out.append(data, static_cast<std::size_t>(size));
+  if (s->pending() >= flush_at) {
+    flush(*s);  // a failure is kept in s->error and reported at the end of the step
+  }
+  return size;
 }
 
 long socket_ctrl(BIO*, int cmd, long, void*) {
@@ -83,11 +86,14 @@ int socket_create(BIO* bio) {
   return 1;
 }
 
-template <class State>
+template <class State, auto Flush>
 BIO_METHOD* socket_method() {
   static BIO_METHOD* const method = [] {
     BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "leakscope socket");
-    if (m == nullptr || BIO_meth_set_read(m, socket_read<State>) != 1 || BIO_meth_set_write(m, socket_write<State>) != 1 ||
+    const auto write = [](BIO* bio, const char* data, int size) {
+      return socket_write<State>(bio, data, size, [](State& s) { return Flush(s); });
+    };
+    if (m == nullptr || BIO_meth_set_read(m, socket_read<State>) != 1 || BIO_meth_set_write(m, +write) != 1 ||
         BIO_meth_set_ctrl(m, socket_ctrl) != 1 || BIO_meth_set_create(m, socket_create) != 1) {
       throw std::runtime_error("OpenSSL: cannot create the socket BIO method");
     }
@@ -97,6 +103,38 @@ BIO_METHOD* socket_method() {
 }
 
 }  // namespace
+
+tls_stream::flush_result tls_stream::flush(bio_state& b) {
+  while (b.pending() > 0) {
+    // MSG_NOSIGNAL: a peer that hung up is an EPIPE error for this connection, not a signal.
+    const ssize_t n = ::send(b.fd, b.out.data() + b.out_at, b.pending(), MSG_NOSIGNAL);
+    if (n >= 0) {
+      b.out_at += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return flush_result::blocked;
+    }
+    b.error = errno;
+    b.out.clear();
+    b.out_at = 0;
+    return flush_result::failed;
+  }
+  if (b.error != 0) {
+    return flush_result::failed;
+  }
+  b.out_at = 0;
+  // A stream that relayed a download keeps no burst-sized buffer while it idles.
+  if (b.out.capacity() > 16 * 1024) {
+    std::string().swap(b.out);
+  } else {
+    b.out.clear();
+  }
+  return flush_result::sent;
+}
 
 tls_stream::tls_stream(boost::beast::tcp_stream&& next, SSL_CTX* ctx)
     : state_(std::make_shared<state>(next.release_socket())), ssl_(SSL_new(ctx), SSL_free) {
@@ -108,7 +146,7 @@ tls_stream::tls_stream(boost::beast::tcp_stream&& next, SSL_CTX* ctx)
   SSL_set_mode(ssl_.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   state_->socket.non_blocking(true);
   bio_.fd = state_->socket.native_handle();
-  BIO* bio = BIO_new(socket_method<bio_state>());
+  BIO* bio = BIO_new(socket_method<bio_state, &tls_stream::flush>());
   if (bio == nullptr) {
     throw std::runtime_error("OpenSSL: cannot create a socket BIO");
   }

@@ -214,3 +214,30 @@ TEST_CASE("TLS stream: records read ahead into the SSL object are delivered with
   CHECK((got == sent));  // not decomposed: 40,000 bytes would be printed
   CHECK(buffered_after_first_read);
 }
+
+TEST_CASE("TLS stream: writing to a peer that has gone fails with the socket's error, whatever sat unsent") {
+  loopback_tls t;
+  error_code write_ec;
+  std::size_t writes = 0;
+  t.run(
+      [&](beast::tcp_stream raw) -> net::awaitable<void> {
+        tls_stream s(std::move(raw), t.server_ctx.native_handle());
+        t.use_leaf(s);
+        error_code ec;
+        co_await s.async_handshake(net::ssl::stream_base::server, use_ec(ec));
+        REQUIRE_FALSE(ec);
+        s.socket().close();  // gone without a word: what the client sends next meets a reset
+      },
+      [&](beast::tcp_stream raw) -> net::awaitable<void> {
+        tls_stream s(std::move(raw), t.client_ctx.native_handle());
+        REQUIRE_FALSE(co_await t.client_handshake(s));
+        s.expires_after(std::chrono::seconds(10));  // a failure that never comes: a timeout, not a hang
+        const std::string chunk(5000, 'w');       // below the burst size: held, then sent per step
+        while (!write_ec && writes < 10000) {
+          co_await net::async_write(s, net::buffer(chunk), use_ec(write_ec));
+          ++writes;
+        }
+      });
+  CHECK(writes < 10000);
+  CHECK((write_ec == net::error::broken_pipe || write_ec == net::error::connection_reset));
+}
