@@ -66,6 +66,13 @@ struct loopback_tls {
     SSL_use_PrivateKey(s.native_handle(), leaf->key.get());
   }
 
+  net::awaitable<error_code> server_handshake(tls_stream& s) {
+    use_leaf(s);
+    error_code ec;
+    co_await s.async_handshake(net::ssl::stream_base::server, net::redirect_error(net::use_awaitable, ec));
+    co_return ec;
+  }
+
   net::awaitable<error_code> client_handshake(tls_stream& s) {
     SSL_set_tlsext_host_name(s.native_handle(), "localhost");
     SSL_set1_host(s.native_handle(), "localhost");
@@ -126,10 +133,8 @@ TEST_CASE("TLS stream: a TCP close without close_notify is stream_truncated; sil
   t.run(
       [&](beast::tcp_stream raw) -> net::awaitable<void> {
         tls_stream s(std::move(raw), t.server_ctx.native_handle());
-        t.use_leaf(s);
+        REQUIRE_FALSE(co_await t.server_handshake(s));
         error_code ec;
-        co_await s.async_handshake(net::ssl::stream_base::server, use_ec(ec));
-        REQUIRE_FALSE(ec);
         char buf[64];
         s.expires_after(std::chrono::milliseconds(20));
         co_await s.async_read_some(net::buffer(buf), use_ec(timed_out));
@@ -180,12 +185,10 @@ TEST_CASE("TLS stream: records read ahead into the SSL object are delivered with
   t.run(
       [&](beast::tcp_stream raw) -> net::awaitable<void> {
         tls_stream s(std::move(raw), t.server_ctx.native_handle());
-        t.use_leaf(s);
         // A record left stranded inside OpenSSL would make a read wait for a socket that
         // stays quiet (the client waits for our answer): a timeout, not a hang.
         s.expires_after(std::chrono::seconds(10));
-        co_await s.async_handshake(net::ssl::stream_base::server, use_ec(server_ec));
-        REQUIRE_FALSE(server_ec);
+        REQUIRE_FALSE(co_await t.server_handshake(s));
         char small[100];
         while (got.size() < sent.size()) {
           const auto n = co_await s.async_read_some(net::buffer(small), use_ec(server_ec));
@@ -222,10 +225,7 @@ TEST_CASE("TLS stream: writing to a peer that has gone fails with the socket's e
   t.run(
       [&](beast::tcp_stream raw) -> net::awaitable<void> {
         tls_stream s(std::move(raw), t.server_ctx.native_handle());
-        t.use_leaf(s);
-        error_code ec;
-        co_await s.async_handshake(net::ssl::stream_base::server, use_ec(ec));
-        REQUIRE_FALSE(ec);
+        REQUIRE_FALSE(co_await t.server_handshake(s));
         s.socket().close();  // gone without a word: what the client sends next meets a reset
       },
       [&](beast::tcp_stream raw) -> net::awaitable<void> {
