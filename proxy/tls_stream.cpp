@@ -127,12 +127,9 @@ tls_stream::flush_result tls_stream::flush(bio_state& b) {
     return flush_result::failed;
   }
   b.out_at = 0;
-  // A stream that relayed a download keeps no burst-sized buffer while it idles.
-  if (b.out.capacity() > 16 * 1024) {
-    std::string().swap(b.out);
-  } else {
-    b.out.clear();
-  }
+  // An idle stream holds no buffer (as SSL_MODE_RELEASE_BUFFERS does for OpenSSL's own): a
+  // lab's phone keeps hundreds of connections open, most of them quiet.
+  std::string().swap(b.out);
   return flush_result::sent;
 }
 
