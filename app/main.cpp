@@ -1,5 +1,6 @@
 // The leakscope command: wires config, CA, detectors, proxy and the session writer together.
 
+#include "app/allocator.hpp"
 #include "app/marks.hpp"
 #include "app/report.hpp"
 #include "app/scan.hpp"
@@ -14,11 +15,12 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <csignal>
 #include <fstream>
+#include <functional>
 #include <iostream>
-#include <malloc.h>
 #include <thread>
 
 namespace {
@@ -99,6 +101,7 @@ void print_summary(const captures::session_summary& s, const std::filesystem::pa
 }
 
 int run(const std::string& config_path) {
+  app::keep_freed_memory();
   const auto cfg = load(config_path);
   const auto ca = certs::certificate_authority::load_or_create(cfg.ca.dir);
   const detectors::engine engine(cfg.device, detectors::engine_limits{cfg.limits.max_decoded_body});
@@ -121,6 +124,20 @@ int run(const std::string& config_path) {
   print_banner(cfg, ca, server.local_endpoint(), server.control_endpoint(), session, engine.known_form_count());
   app::terminal_marks keys(timeline);
 
+  // What a burst of traffic left free goes back to the kernel every few seconds: a lab's proxy
+  // runs for hours, mostly holding idle connections (app/allocator.hpp).
+  boost::asio::steady_timer release_timer(server.io());
+  std::function<void()> schedule_release = [&] {
+    release_timer.expires_after(std::chrono::seconds(2));
+    release_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) {
+        app::release_free_memory();
+        schedule_release();
+      }
+    });
+  };
+  schedule_release();
+
   boost::asio::signal_set signals(server.io(), SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int) {
     if (ec) {
@@ -137,7 +154,7 @@ int run(const std::string& config_path) {
   recorder.close();
   // Sealing reads the session back a record at a time; what the proxy freed is returned first,
   // so the process's peak stays that of the traffic rather than traffic plus sealing.
-  ::malloc_trim(0);
+  app::release_free_memory();
   const auto summary = recorder.summary();
   bool sealed = true;
   try {
@@ -304,6 +321,7 @@ int main(int argc, char** argv) {
       return app::send_mark(load(config_path), mark);
     }
     if (*scan_cmd) {
+      app::keep_freed_memory();  // one tree per HAR entry, thousands of entries
       return app::scan_har(load(config_path), scan);
     }
   } catch (const std::exception& e) {

@@ -1,5 +1,6 @@
 // Detector throughput per core: 1 MiB JSON, gzip JSON, form and binary bodies against a
 // 50-value device profile. Prints MB/s of input (for gzip, of compressed input).
+#include "app/allocator.hpp"
 #include "detectors/engine.hpp"
 
 #include <zlib.h>
@@ -124,6 +125,7 @@ void measure(const detectors::engine& engine, const char* name, const std::strin
 }  // namespace
 
 int main(int argc, char** argv) {
+  leakscope::app::keep_freed_memory();  // as `leakscope run` and `leakscope scan` do
   const double seconds = argc > 1 ? std::atof(argv[1]) : 2.0;
   const std::string only = argc > 2 ? argv[2] : "";  // e.g. "JSON", for profiling one body
   only_body = only;
