@@ -51,10 +51,10 @@ int socket_read(BIO* bio, char* out, int size) {
   }
 }
 
-// A burst of records is sent once it holds this much (a loopback segment), and the BIO takes
-// no more than out_cap unsent: past it, OpenSSL is told to retry once the socket drains.
-constexpr std::size_t flush_at = 64 * 1024;
-constexpr std::size_t out_cap = 256 * 1024;
+// A burst of records is sent once it holds this much (a loopback segment). While the socket
+// is full, the BIO takes nothing more (OpenSSL retries once it drains): a slow phone costs a
+// stream at most one burst and a record here, on top of the kernel's own send buffer.
+constexpr std::size_t burst = 64 * 1024;
 
 template <class State, class Flush>
 int socket_write(BIO* bio, const char* data, int size, Flush flush) {
@@ -63,14 +63,14 @@ int socket_write(BIO* bio, const char* data, int size, Flush flush) {
   if (s->error != 0) {
     return -1;
   }
-  if (s->pending() >= out_cap && flush(*s) != decltype(flush(*s))::sent && s->pending() >= out_cap) {
+  if (s->pending() >= burst && flush(*s) != decltype(flush(*s))::sent && s->pending() >= burst) {
     if (s->error == 0) {
       BIO_set_retry_write(bio);
     }
     return -1;
   }
   s->out.append(data, static_cast<std::size_t>(size));
-  if (s->pending() >= flush_at) {
+  if (s->pending() >= burst) {
     flush(*s);  // a failure is kept in s->error and reported at the end of the step
   }
   return size;

@@ -124,7 +124,7 @@ class tls_stream {
     bool drained = false;  // the last recv took less than it asked for: the socket was empty
     // Records OpenSSL has written and the socket has not taken yet. One send(2) per record was
     // 64 system calls per MiB relayed; records gather here and go out together at the end of
-    // each step, or as soon as a burst passes flush_at.
+    // each step, or as soon as they make a burst (tls_stream.cpp).
     std::string out;
     std::size_t out_at = 0;  // how much of `out` is sent
     std::size_t pending() const { return out.size() - out_at; }
