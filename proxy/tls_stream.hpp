@@ -87,21 +87,29 @@ class tls_stream {
 
  private:
   // One step of OpenSSL work; > 0 (and `done` set) when it succeeded.
+  // `sends_its_output`: the step is not over until the records it wrote are sent. Every step
+  // but a read: a read may find records of a write still waiting for a peer that is not
+  // reading, and a read held back by them would leave both sides waiting on each other. What a
+  // read itself writes (an alert, a KeyUpdate reply) goes out with the next step's records.
   struct handshake_action {
+    static constexpr bool sends_its_output = true;
     int operator()(tls_stream& s, std::size_t& done) const;
   };
   // Reads and writes move as many records as the socket allows, not one per operation.
   struct read_action {
+    static constexpr bool sends_its_output = false;
     char* data;
     std::size_t size;
     int operator()(tls_stream& s, std::size_t& done) const;
   };
   struct write_action {
+    static constexpr bool sends_its_output = true;
     const char* data;
     std::size_t size;
     int operator()(tls_stream& s, std::size_t& done) const;
   };
   struct shutdown_action {
+    static constexpr bool sends_its_output = true;
     int operator()(tls_stream& s, std::size_t& done) const;
   };
 
@@ -135,7 +143,8 @@ class tls_stream {
   // The result of one step: done, or wait for the socket to be readable or writable.
   enum class step { done, want_read, want_write };
   // `finished`: the action has run to its result, which waits for the output it wrote to be
-  // sent (a step never ends with records unsent: the peer may be waiting for them).
+  // sent (a step that sends_its_output never ends with records unsent: the peer may be
+  // waiting for them).
   template <class Action>
   step attempt(Action& action, std::size_t& done, error_code& ec, bool& finished) {
     if (!finished) {
@@ -157,21 +166,23 @@ class tls_stream {
           case flush_result::sent:
             return next;
           case flush_result::blocked:
-            return step::want_write;
+            return Action::sends_its_output ? step::want_write : next;
           case flush_result::failed:
+            if (!Action::sends_its_output) {
+              return next;  // the socket's failure comes back from the next read or write
+            }
             ec = error_code(bio_.error, boost::system::system_category());
             return step::done;
         }
       }
       finished = true;
     }
-    switch (flush(bio_)) {
-      case flush_result::sent:
-        return step::done;
-      case flush_result::blocked:
-        return step::want_write;
-      case flush_result::failed:
-        break;
+    const auto sent = flush(bio_);
+    if (sent == flush_result::sent || !Action::sends_its_output) {
+      return step::done;
+    }
+    if (sent == flush_result::blocked) {
+      return step::want_write;
     }
     if (!ec) {
       ec = error_code(bio_.error, boost::system::system_category());

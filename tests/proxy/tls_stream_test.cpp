@@ -5,9 +5,12 @@
 #include "proxy/tls_contexts.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <doctest/doctest.h>
@@ -240,4 +243,50 @@ TEST_CASE("TLS stream: writing to a peer that has gone fails with the socket's e
       });
   CHECK(writes < 10000);
   CHECK((write_ec == net::error::broken_pipe || write_ec == net::error::connection_reset));
+}
+
+TEST_CASE("TLS stream: a read completes while a write of the same stream waits for a peer that is not reading") {
+  // A WebSocket or raw relay reads and writes one stream at once. A phone that sends all it has
+  // before it reads must still be read: records our write could not send yet must not hold
+  // the read back, or both sides wait on each other.
+  loopback_tls t;
+  const std::string payload(48 << 20, 'd');  // more than both sockets' buffers hold (up to 4 + 6 MiB each way)
+  std::string got_by_server, got_by_client;
+  error_code server_read_ec, server_write_ec, client_ec;
+  t.run(
+      [&](beast::tcp_stream raw) -> net::awaitable<void> {
+        tls_stream s(std::move(raw), t.server_ctx.native_handle());
+        s.expires_after(std::chrono::seconds(20));  // the deadlock, were it there, as a timeout
+        REQUIRE_FALSE(co_await t.server_handshake(s));
+        net::co_spawn(
+            co_await net::this_coro::executor,
+            [&]() -> net::awaitable<void> {
+              co_await net::async_write(s, net::buffer(payload), use_ec(server_write_ec));
+            },
+            net::detached);
+        got_by_server.resize(payload.size());
+        co_await net::async_read(s, net::buffer(got_by_server), use_ec(server_read_ec));
+        // The writer still uses `s`: stay until the client has read everything.
+        net::steady_timer wait(co_await net::this_coro::executor);
+        while (got_by_client.size() < payload.size() && !client_ec) {
+          wait.expires_after(std::chrono::milliseconds(5));
+          co_await wait.async_wait(net::use_awaitable);
+        }
+      },
+      [&](beast::tcp_stream raw) -> net::awaitable<void> {
+        tls_stream s(std::move(raw), t.client_ctx.native_handle());
+        s.expires_after(std::chrono::seconds(20));
+        REQUIRE_FALSE(co_await t.client_handshake(s));
+        co_await net::async_write(s, net::buffer(payload), use_ec(client_ec));  // all of it before reading
+        std::string in(payload.size(), '\0');
+        if (!client_ec) {
+          co_await net::async_read(s, net::buffer(in), use_ec(client_ec));
+        }
+        got_by_client = in;
+      });
+  CHECK_FALSE(server_read_ec);
+  CHECK_FALSE(client_ec);
+  CHECK_FALSE(server_write_ec);
+  CHECK((got_by_server == payload));
+  CHECK((got_by_client == payload));
 }
