@@ -1,5 +1,6 @@
 #include "proxy/server.hpp"
 
+#include "proxy/origin_pool.hpp"
 #include "proxy/session.hpp"
 #include "proxy/tls_contexts.hpp"
 
@@ -141,6 +142,13 @@ void server::run(unsigned threads) {
     workers_.push_back(std::make_unique<net::io_context>(1));
     guards.push_back(net::make_work_guard(*workers_.back()));
   }
+  pools_.push_back(std::make_unique<origin_pool>(io_));
+  for (auto& w : workers_) {
+    pools_.push_back(std::make_unique<origin_pool>(*w));
+  }
+  for (auto& p : pools_) {
+    services_->pools.push_back(p.get());
+  }
   // Round robin over the contexts; only the accepting coroutine on io_ touches it.
   std::size_t next = 0;
   auto next_context = [this, next]() mutable -> net::io_context& {
@@ -167,6 +175,11 @@ void server::run(unsigned threads) {
   for (auto& t : pool) {
     t.join();
   }
+  // Every thread has stopped: the idle origin connections close here, their FINs recorded
+  // before the caller closes the capture.
+  for (auto& p : pools_) {
+    p->close();
+  }
 }
 
 void server::halt() {
@@ -186,6 +199,9 @@ void server::stop(std::chrono::milliseconds grace) {
       for (auto& [key, close] : services_->open) {
         close();
       }
+    }
+    for (auto& p : pools_) {
+      net::post(p->context(), [pool = p.get()] { pool->close(); });
     }
     // Sessions end as their sockets close and record their flows; whatever still waits on a
     // slow origin after `grace` is cut off so Ctrl-C never hangs.

@@ -26,6 +26,8 @@
 
 namespace leakscope::proxy {
 
+class origin_pool;
+
 // Hosts whose clients refused our certificate; with tls.auto_passthrough they are tunnelled.
 class rejected_hosts {
  public:
@@ -55,6 +57,9 @@ struct services {
   boost::asio::ssl::context& client_facing;
   boost::asio::ssl::context& upstream_tls;
   upstream_sessions* sessions = nullptr;  // resumption toward origins
+  // Idle origin connections, one pool per io_context, each used only on its own thread. Set
+  // by run() before the first connection.
+  std::vector<origin_pool*> pools;
   rejected_hosts rejected;
   boost::asio::ip::tcp::endpoint listen_endpoint;
   std::atomic<std::uint64_t> next_flow{1};
@@ -95,6 +100,7 @@ class server {
  private:
   boost::asio::io_context io_{1};
   std::vector<std::unique_ptr<boost::asio::io_context>> workers_;  // the other threads' contexts
+  std::vector<std::unique_ptr<origin_pool>> pools_;  // one per context, after them: they hold sockets
   upstream_sessions sessions_;  // before the context that points at it, so it outlives it
   boost::asio::ssl::context client_facing_;
   boost::asio::ssl::context upstream_tls_;

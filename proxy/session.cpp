@@ -6,6 +6,7 @@
 #include "proxy/ca_page.hpp"
 #include "proxy/client_hello.hpp"
 #include "proxy/http1_codec.hpp"
+#include "proxy/origin_pool.hpp"
 #include "proxy/upstream.hpp"
 #include "proxy/websocket.hpp"
 
@@ -131,6 +132,9 @@ struct connection {
   // Transparent mode: dest.host starts as the address the phone dialled and becomes the name
   // the SNI or each request's Host header gives, which attribution needs.
   bool transparent = false;
+  // Where the origin is dialled: the CONNECT host, or the address a redirected connection was
+  // bound for. With the port and the verified name, the key of the connection pool.
+  std::string origin_host;
 };
 
 // The pcapng taps of a plain-HTTP connection (explicit absolute-form, or HTTP inside a tunnel).
@@ -280,10 +284,17 @@ std::optional<absolute_url> parse_absolute(const std::string& target) {
 // Whether a request asks to switch to cleartext HTTP/2 (RFC 7540 §3.2; removed in RFC 9113).
 bool asks_for_h2c(const http1::message_head& head) { return http1::list_has(head.header("upgrade"), "h2c"); }
 
+// Whether an HTTP/1.1 request asks to close its connection after the response.
+bool asks_to_close(const http1::message_head& head) {
+  return head.version_major == 1 && head.version_minor == 1 && http1::list_has(head.header("connection"), "close");
+}
+
 // The head as forwarded: origin-form, without the hop-by-hop headers meant for the proxy, and
 // without an Upgrade to h2c, which would turn the connection into HTTP/2 that leakscope does not
 // inspect; the server then answers in HTTP/1.1 as if no upgrade had been offered.
-std::string origin_form_head(const http1::message_head& head, const std::string& origin_form) {
+// `keep_open`: without the phone's `Connection: close`, which is about the phone's connection
+// only (RFC 9110 §7.6.1): the origin's stays open for the next tunnel (proxy/origin_pool.hpp).
+std::string origin_form_head(const http1::message_head& head, const std::string& origin_form, bool keep_open) {
   const bool h2c = asks_for_h2c(head);
   std::string out = head.method + " " + origin_form + " HTTP/" + std::to_string(head.version_major) + "." +
                     std::to_string(head.version_minor) + "\r\n";
@@ -293,11 +304,11 @@ std::string origin_form_head(const http1::message_head& head, const std::string&
         (h2c && (name == "upgrade" || name == "http2-settings"))) {
       continue;
     }
-    if (h2c && name == "connection") {
+    if ((h2c || keep_open) && name == "connection") {
       std::string kept;
       for (const auto token : http1::list_elements(h.value)) {
         const auto t = lower(std::string(token));
-        if (t != "upgrade" && t != "http2-settings") {
+        if (!(h2c && (t == "upgrade" || t == "http2-settings")) && !(keep_open && t == "close")) {
           kept += (kept.empty() ? "" : ", ") + std::string(token);
         }
       }
@@ -450,6 +461,7 @@ awaitable<head_read> read_request_head(services& sv, Client& client, std::string
 struct exchange_outcome {
   bool reuse = false;     // both sides keep the connection open
   bool upgraded = false;  // 101: the rest of the connection was relayed raw
+  bool origin_idle = false;  // the origin's side may carry another exchange, whatever the phone's does
 };
 
 // Copies bytes both ways until either side closes or goes idle. Used for passthrough tunnels
@@ -513,6 +525,7 @@ struct exchange {
   steady::time_point sent;  // request complete (or head sent, while waiting for 100)
   bool any_byte = false;    // a response byte arrived
   bool forwarded = false;   // a response head went to the client: no error page possible
+  bool origin_keep_alive = false;  // the request as the origin got it leaves its connection open
   exchange_outcome outcome;
   // Runs the detectors over the request once; every path that ends the flow calls it first, so
   // leaks are on disk before the flow that refers to them and a cut-off request is still seen.
@@ -758,6 +771,7 @@ awaitable<response_end> relay_response(services& sv, exchange& x, Client& client
         // Bytes after a complete response that nobody asked for mean the framing is not what
         // both sides think: close rather than relay a desynchronised stream.
         x.outcome.reuse = request_keep_alive && res.keep_alive() && ubuf.empty();
+        x.outcome.origin_idle = x.origin_keep_alive && res.keep_alive() && ubuf.empty();
         finish(sv, x, std::nullopt, true);
         co_return response_end::final;
       }
@@ -812,7 +826,7 @@ template <class Client, class Upstream>
 awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Client& client, std::string& cbuf,
                                            http1::parser& req, Upstream& upstream, std::string& ubuf,
                                            http1::parser& res, const std::string& head_out,
-                                           const std::string& origin_form) {
+                                           const std::string& origin_form, bool origin_keep_alive) {
   const auto& t = sv.cfg.limits.timeouts;
   exchange x;
   x.flow = new_flow(sv, conn);
@@ -831,6 +845,7 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
   x.plain = conn.plain;
   x.plain_phone = conn.plain_phone;
   x.plain_origin = conn.plain_origin;
+  x.origin_keep_alive = origin_keep_alive;
 
   // Request: head, then body bytes exactly as the client framed them. When body bytes are
   // already here the head goes out with the first of them (one TLS record, one send), and a
@@ -1065,16 +1080,19 @@ awaitable<head_read> next_request(services& sv, connection& conn, Client& client
 // taking it for pinning would pass its host through, uninspected, for the rest of the session.
 constexpr auto pinning_hang_up_window = std::chrono::seconds(2);
 
-// How a tunnel's requests ended: how many the client sent, and how the wait for the next
-// one ended (`ok` when the last exchange closed the tunnel).
+// How a tunnel's requests ended: how many the client sent, how the wait for the next one
+// ended (`ok` when the last exchange closed the tunnel), and whether the origin's connection
+// is between exchanges and may serve another tunnel.
 struct tunnel_end {
   unsigned served = 0;
   head_read last = head_read::ok;
+  bool origin_idle = false;
 };
 
 template <class Client, class Upstream>
 awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& client, std::string& cbuf,
-                                        Upstream* upstream, const std::optional<upstream_failure>& failure) {
+                                        Upstream* upstream, const std::optional<upstream_failure>& failure,
+                                        bool origin_persists) {
   http1::codec_limits limits{sv.cfg.limits.max_header_bytes, sv.cfg.limits.max_headers};
   http1::parser req(http1::message_kind::request, limits);
   http1::parser res(http1::message_kind::response, limits);
@@ -1084,7 +1102,8 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
   while (true) {
     const auto state = co_await next_request(sv, conn, client, cbuf, req);
     if (state != head_read::ok) {
-      co_return tunnel_end{state == head_read::invalid ? served + 1 : served, state};
+      // The origin has heard nothing since its last complete, kept-alive response.
+      co_return tunnel_end{state == head_read::invalid ? served + 1 : served, state, true};
     }
     ++served;
     if (conn.transparent) {
@@ -1103,11 +1122,15 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
                               conn.dest.scheme + "://" + conn.dest.host + target);
       co_return tunnel_end{served};
     }
-    // Forwarded as sent, byte for byte, unless it offers an upgrade to h2c.
-    const std::string head_out = asks_for_h2c(req.head()) ? origin_form_head(req.head(), target) : req.head().raw;
-    const auto outcome = co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, res, head_out, target);
+    // Forwarded as sent, byte for byte, unless it offers an upgrade to h2c, or closes a
+    // connection the origin's side of which outlives it.
+    const bool keep_open = origin_persists && asks_to_close(req.head());
+    const std::string head_out =
+        asks_for_h2c(req.head()) || keep_open ? origin_form_head(req.head(), target, keep_open) : req.head().raw;
+    const auto outcome = co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, res, head_out, target,
+                                                 req.keep_alive() || keep_open);
     if (!outcome.reuse) {
-      co_return tunnel_end{served};
+      co_return tunnel_end{served, head_read::ok, outcome.origin_idle};
     }
     idle_between_exchanges(req, res, ubuf);
   }
@@ -1161,9 +1184,10 @@ awaitable<void> serve_plain_http(services& sv, connection& conn, beast::tcp_stre
     } else {
       conn.dest.ip = upstream->socket().remote_endpoint().address().to_string();
     }
-    const std::string head_out = origin_form_head(req.head(), url->origin_form);
+    const std::string head_out = origin_form_head(req.head(), url->origin_form, false);
     const auto outcome =
-        co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, *res, head_out, url->origin_form);
+        co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, *res, head_out, url->origin_form,
+                                req.keep_alive());
     if (!outcome.reuse) {
       co_return;
     }
@@ -1283,35 +1307,52 @@ awaitable<void> relay_raw_tcp(services& sv, connection& conn, beast::tcp_stream&
   co_await relay_untouched(sv, client, cbuf, upstream, started, flow, scan);
 }
 
-// Sees every ciphertext byte an SSL object reads from or writes to the network, in order:
-// Asio's engine gives the SSL object one BIO for both directions.
-struct tls_tap {
-  captures::leg_tap* leg = nullptr;
-  bool ssl_is_client = false;  // the origin leg's SSL is the client of its TCP connection
-};
-
-long tap_callback(BIO* bio, int oper, const char* argp, std::size_t, int, long, int ret, std::size_t* processed) {
-  const int op = oper & ~BIO_CB_RETURN;
-  if ((oper & BIO_CB_RETURN) && ret > 0 && processed != nullptr && *processed > 0 && (op == BIO_CB_READ || op == BIO_CB_WRITE)) {
-    auto* tap = reinterpret_cast<tls_tap*>(BIO_get_callback_arg(bio));
-    if (tap != nullptr && tap->leg != nullptr) {
-      // What the SSL object reads came from its peer; what it writes goes to its peer.
-      const bool from_client = (op == BIO_CB_READ) != tap->ssl_is_client;
-      tap->leg->data(from_client, std::string_view(argp, *processed));
+// The pool of the context a session runs on.
+origin_pool* pool_of(services& sv, const net::any_io_executor& executor) {
+  auto* context = &net::query(executor, net::execution::context);
+  for (auto* pool : sv.pools) {
+    if (static_cast<net::execution_context*>(&pool->context()) == context) {
+      return pool;
     }
   }
-  return ret;
+  return nullptr;
 }
 
-void attach_tap(SSL* ssl, tls_tap* tap) {
-  BIO* bio = SSL_get_rbio(ssl);
-  BIO_set_callback_arg(bio, reinterpret_cast<char*>(tap));
-  BIO_set_callback_ex(bio, tap_callback);
+// A CONNECT granted on the strength of an idle pooled connection dials its origin only when
+// that connection turns out not to serve (taken meanwhile, closed, passed through, not TLS).
+awaitable<std::optional<upstream_failure>> dial_origin(services& sv, connection& conn,
+                                                       std::optional<beast::tcp_stream>& origin) {
+  if (origin) {
+    co_return std::nullopt;
+  }
+  auto dialled = co_await dial(sv, conn.origin_host, conn.dest.port);
+  if (dialled.failure) {
+    co_return dialled.failure;
+  }
+  conn.dest.ip = dialled.remote.address().to_string();
+  origin.emplace(std::move(*dialled.stream));
+  co_return std::nullopt;
+}
+
+// A fresh origin connection, its leg of traffic.pcapng tapped from the first byte.
+std::shared_ptr<origin_connection> open_origin(services& sv, beast::tcp_stream tcp) {
+  error_code ignored;
+  const auto local = tcp.socket().local_endpoint(ignored);
+  const auto remote = tcp.socket().remote_endpoint(ignored);
+  auto c = std::make_shared<origin_connection>(std::move(tcp), sv.upstream_tls.native_handle(), remote);
+  if (sv.cfg.capture.pcapng) {
+    c->leg.emplace(sv.recorder, 1, local.address().to_string(), local.port(), remote.address().to_string(),
+                   remote.port());
+    c->tap = {&*c->leg, true};
+    attach_tap(c->stream.native_handle(), &c->tap);
+  }
+  return c;
 }
 
 // After CONNECT: peek the ClientHello, then intercept, pass through, or serve plain HTTP.
+// `origin` is the dialled origin, or empty when the pool had an idle connection to it.
 awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream client, std::string cbuf,
-                             beast::tcp_stream origin) {
+                             std::optional<beast::tcp_stream> origin) {
   const auto& t = sv.cfg.limits.timeouts;
   const auto started = steady::now();
   hello_result hello;
@@ -1337,9 +1378,13 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     // Plain HTTP through CONNECT (e.g. to port 80): inspect it the same way.
     conn.kind = "http";
     conn.dest.scheme = "http";
+    if (const auto failure = co_await dial_origin(sv, conn, origin)) {
+      record_connection_error(sv, conn, started, failure->error);
+      co_return;
+    }
     plain_capture capture;
-    capture.open(sv, conn, client.socket(), origin.socket());
-    co_await serve_tunnel_http(sv, conn, client, cbuf, &origin, std::nullopt);
+    capture.open(sv, conn, client.socket(), origin->socket());
+    co_await serve_tunnel_http(sv, conn, client, cbuf, &*origin, std::nullopt, false);
     capture.reset(conn);
     co_return;
   }
@@ -1359,57 +1404,64 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   }
   // An address in the SNI is not allowed (RFC 6066 §3): it names nothing, so the CONNECT host does.
   const std::string name = conn.sni.empty() || is_ip_literal(conn.sni) ? conn.dest.host : conn.sni;
+  std::optional<std::string> passed_through;
   for (const auto& pattern : sv.cfg.tls.passthrough) {
     if (matches_pattern(name, pattern) || matches_pattern(conn.dest.host, pattern)) {
-      const std::string why = "tls.passthrough: " + pattern;
-      co_await passthrough(sv, conn, client, cbuf, origin, started, why);
-      co_return;
+      passed_through = "tls.passthrough: " + pattern;
+      break;
     }
   }
-  if (sv.cfg.tls.auto_passthrough && sv.rejected.contains(name)) {
-    const std::string why = "tls.auto_passthrough: the client rejected our certificate earlier";
-    co_await passthrough(sv, conn, client, cbuf, origin, started, why);
-    co_return;
+  if (!passed_through && sv.cfg.tls.auto_passthrough && sv.rejected.contains(name)) {
+    passed_through = "tls.auto_passthrough: the client rejected our certificate earlier";
   }
-
-  // traffic.pcapng: each leg's ciphertext as observed. Declared before the streams, so the taps
-  // outlive the SSL objects whose BIO callbacks feed them.
-  std::optional<captures::leg_tap> phone_leg, origin_leg;
-  tls_tap phone_tap, origin_tap;
-  if (sv.cfg.capture.pcapng) {
-    error_code ignored;
-    const auto phone_end = client.socket().remote_endpoint(ignored);
-    const auto origin_local = origin.socket().local_endpoint(ignored);
-    const auto origin_remote = origin.socket().remote_endpoint(ignored);
-    // The phone's leg is drawn between the phone and the origin it asked for: that is the
-    // conversation it believes it had.
-    phone_leg.emplace(sv.recorder, 0, phone_end.address().to_string(), phone_end.port(),
-                      origin_remote.address().to_string(), origin_remote.port());
-    origin_leg.emplace(sv.recorder, 1, origin_local.address().to_string(), origin_local.port(),
-                       origin_remote.address().to_string(), origin_remote.port());
-    phone_tap = {&*phone_leg, false};
-    origin_tap = {&*origin_leg, true};
+  if (passed_through) {
+    if (const auto failure = co_await dial_origin(sv, conn, origin)) {
+      record_connection_error(sv, conn, started, failure->error);
+      co_return;
+    }
+    co_await passthrough(sv, conn, client, cbuf, *origin, started, *passed_through);
+    co_return;
   }
 
   // Verify the origin before the phone's handshake: a failure is told to the phone as a 502
   // over TLS, which says why, where a refused handshake would only say "certificate error".
-  std::optional<tls_stream> upstream;
-  upstream.emplace(std::move(origin), sv.upstream_tls.native_handle());
-  if (origin_leg) {
-    attach_tap(upstream->native_handle(), &origin_tap);
+  auto* pool = pool_of(sv, client.get_executor());
+  std::shared_ptr<origin_connection> upstream;
+  if (!origin && pool != nullptr) {
+    upstream = pool->take(conn.origin_host, conn.dest.port, name);
   }
-  const auto failure = co_await upstream_handshake(sv, *upstream, name);
-  if (origin_leg) {
-    origin_leg->release();
-  }
-  if (failure) {
-    upstream.reset();
+  std::optional<upstream_failure> failure;
+  if (upstream) {
+    conn.dest.ip = upstream->remote.address().to_string();
+  } else {
+    failure = co_await dial_origin(sv, conn, origin);
+    if (!failure) {
+      upstream = open_origin(sv, std::move(*origin));
+      failure = co_await upstream_handshake(sv, upstream->stream, name);
+      if (upstream->leg) {
+        upstream->leg->release();
+      }
+      if (failure) {
+        upstream.reset();
+      }
+    }
   }
 
   const auto leaf = sv.leaves.get(name);
   if (!leaf) {
     record_connection_error(sv, conn, started, {"client_hello_malformed", "SNI \"" + conn.sni + "\" is not a host name"});
     co_return;
+  }
+  // traffic.pcapng: the phone's leg is drawn between the phone and the origin it asked for: that
+  // is the conversation it believes it had. Declared before the stream, so the tap outlives the
+  // SSL object whose BIO callbacks feed it.
+  std::optional<captures::leg_tap> phone_leg;
+  tls_tap phone_tap;
+  if (sv.cfg.capture.pcapng) {
+    error_code ignored;
+    const auto phone_end = client.socket().remote_endpoint(ignored);
+    phone_leg.emplace(sv.recorder, 0, phone_end.address().to_string(), phone_end.port(), conn.dest.ip, conn.dest.port);
+    phone_tap = {&*phone_leg, false};
   }
   tls_stream phone(std::move(client), sv.client_facing.native_handle());
   if (phone_leg) {
@@ -1429,10 +1481,15 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     if (const auto why = client_rejection(ec)) {
       sv.rejected.add(name);
       record_connection_error(sv, conn, started, {"tls_client_rejected", *why + " (pinning suspected)"});
-    } else if (ec == beast::error::timeout) {
-      record_connection_error(sv, conn, started, {"client_tls_timeout", "TLS handshake with the client timed out"});
     } else {
-      record_connection_error(sv, conn, started, {"client_tls_failed", "TLS handshake with the client failed: " + ec.message()});
+      if (upstream != nullptr && pool != nullptr) {
+        pool->put(conn.origin_host, conn.dest.port, name, std::move(upstream));
+      }
+      if (ec == beast::error::timeout) {
+        record_connection_error(sv, conn, started, {"client_tls_timeout", "TLS handshake with the client timed out"});
+      } else {
+        record_connection_error(sv, conn, started, {"client_tls_failed", "TLS handshake with the client failed: " + ec.message()});
+      }
     }
     co_return;
   }
@@ -1447,7 +1504,14 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     conn.phone_leg = phone_leg ? &*phone_leg : nullptr;
   }
   const auto handshake_done = steady::now();
-  const auto end = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &*upstream : nullptr, failure);
+  const auto end = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &upstream->stream : nullptr, failure,
+                                              pool != nullptr);
+  const auto unused_for = steady::now() - handshake_done;
+  const bool pinned = end.served == 0 && end.last != head_read::idle && end.last != head_read::timeout &&
+                      unused_for <= pinning_hang_up_window;
+  if (upstream != nullptr && pool != nullptr && end.origin_idle && !pinned) {
+    pool->put(conn.origin_host, conn.dest.port, name, std::move(upstream));
+  }
   if (end.served == 0) {
     if (end.last == head_read::idle) {
       record_connection_error(sv, conn, started,
@@ -1459,8 +1523,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     if (end.last == head_read::timeout) {
       co_return;  // recorded as client_header_timeout
     }
-    const auto unused_for = steady::now() - handshake_done;
-    if (unused_for <= pinning_hang_up_window) {
+    if (pinned) {
       sv.rejected.add(name);
       record_connection_error(sv, conn, started,
                               {"tls_client_rejected",
@@ -1549,6 +1612,7 @@ awaitable<void> serve_transparent(services& sv, connection& conn, beast::tcp_str
   const auto ip = original.address().to_string();
   conn.transparent = true;
   conn.dest = {ip, ip, original.port(), "tcp"};
+  conn.origin_host = ip;
   std::string cbuf;
   first_bytes first;
   while (true) {
@@ -1579,7 +1643,7 @@ awaitable<void> serve_transparent(services& sv, connection& conn, beast::tcp_str
     co_return;
   }
   conn.dest.scheme = first.kind == first_bytes_kind::tls ? "https" : "http";
-  co_await serve_tunnel(sv, conn, std::move(client), std::move(cbuf), std::move(*dialled.stream));
+  co_await serve_tunnel(sv, conn, std::move(client), std::move(cbuf), std::move(dialled.stream));
 }
 
 awaitable<void> serve_client(services& sv, tcp::socket socket) {
@@ -1623,21 +1687,30 @@ awaitable<void> serve_client(services& sv, tcp::socket socket) {
       co_return;
     }
     conn.dest = {authority->first, "", authority->second, "https"};
+    conn.origin_host = authority->first;
     // The origin is dialled before the tunnel is granted, so a refused destination (policy,
-    // DNS, connection) is answered on the CONNECT itself with its typed reason.
-    auto dialled = co_await dial(sv, authority->first, authority->second);
-    if (dialled.failure) {
-      co_await refuse_request(sv, conn, client, req, dialled.failure->status, dialled.failure->error,
-                              req.head().target);
-      co_return;
+    // DNS, connection) is answered on the CONNECT itself with its typed reason; unless an idle
+    // connection to it, dialled under the same policy, is in the pool.
+    std::optional<beast::tcp_stream> origin;
+    const auto* pool = pool_of(sv, client.get_executor());
+    if (const auto idle = pool != nullptr ? pool->peek(authority->first, authority->second) : std::nullopt) {
+      conn.dest.ip = idle->address().to_string();
+    } else {
+      auto dialled = co_await dial(sv, authority->first, authority->second);
+      if (dialled.failure) {
+        co_await refuse_request(sv, conn, client, req, dialled.failure->status, dialled.failure->error,
+                                req.head().target);
+        co_return;
+      }
+      conn.dest.ip = dialled.remote.address().to_string();
+      origin.emplace(std::move(*dialled.stream));
     }
-    conn.dest.ip = dialled.remote.address().to_string();
     static const std::string established = "HTTP/1.1 200 Connection established\r\n\r\n";
     if (co_await write_all(client, established, sv.cfg.limits.timeouts.idle)) {
       co_return;
     }
     // Whatever followed the CONNECT head in the same read is the start of the tunnel.
-    co_await serve_tunnel(sv, conn, std::move(client), std::move(cbuf), std::move(*dialled.stream));
+    co_await serve_tunnel(sv, conn, std::move(client), std::move(cbuf), std::move(origin));
     co_return;
   }
   co_await serve_plain_http(sv, conn, client, cbuf, req);

@@ -50,6 +50,13 @@ class tls_stream {
   // Bytes already read from the socket and not yet delivered (read-ahead, or a prefix): a
   // wait for the socket to be readable would not see them.
   bool has_buffered() const { return SSL_has_pending(ssl_.get()) == 1 || bio_.prefix_at < bio_.prefix.size(); }
+  // Between exchanges with nothing in flight: nothing received and undelivered, nothing
+  // unsent, no failure or close_notify seen. Whether the peer has closed since is for the
+  // socket to say.
+  bool quiet() const {
+    return !has_buffered() && bio_.pending() == 0 && !bio_.eof && bio_.error == 0 && !deferred_ &&
+           SSL_get_shutdown(ssl_.get()) == 0;
+  }
   executor_type get_executor() { return state_->socket.get_executor(); }
   tcp::socket& socket() { return state_->socket; }
 

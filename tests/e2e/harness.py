@@ -99,7 +99,7 @@ http {{
   fastcgi_temp_path {root}/fastcgi;
   uwsgi_temp_path {root}/uwsgi;
   scgi_temp_path {root}/scgi;
-  log_format bodies escape=json '{{"uri":"$request_uri","method":"$request_method","body":"$request_body","encoding":"$http_content_encoding","length":"$content_length","upgrade":"$http_upgrade","connection":"$http_connection","reused":"$ssl_session_reused","status":"$status"}}';
+  log_format bodies escape=json '{{"uri":"$request_uri","method":"$request_method","body":"$request_body","encoding":"$http_content_encoding","length":"$content_length","upgrade":"$http_upgrade","connection":"$http_connection","reused":"$ssl_session_reused","status":"$status","conn":"$connection","conn_requests":"$connection_requests","sni":"$ssl_server_name"}}';
   client_max_body_size 200m;
   client_body_buffer_size 16m;
   keepalive_requests 1000;
@@ -110,6 +110,11 @@ http {{
     ssl_certificate_key {self.key};
     root {www};
     location /echo {{
+      access_log {root}/logs/bodies.log bodies;
+      proxy_pass http://127.0.0.1:{self.sink_port}/sink;
+    }}
+    location /once {{
+      keepalive_timeout 0;  # every request closes its connection: the next one dials again
       access_log {root}/logs/bodies.log bodies;
       proxy_pass http://127.0.0.1:{self.sink_port}/sink;
     }}

@@ -12,9 +12,41 @@ import subprocess
 import time
 import unittest
 
-from harness import LEAKSCOPE, CountingOrigin, OriginTestCase, curl, run_measured, temp_root, UNTRUSTED_NAME, wait_for_record
+from harness import (LEAKSCOPE, CountingOrigin, OriginTestCase, _Listener, curl, read_until, run_measured, temp_root,
+                     UNTRUSTED_NAME, wait_for_record)
 
 IMEI = "865432101234564"
+
+
+class KeptOrigin(_Listener):
+    """A TLS origin that answers one request on each connection and keeps the connection open,
+    until drop_idle() closes them all as a server whose keep-alive has run out does."""
+
+    def __init__(self, cert, key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(cert), str(key))
+        self.kept = []
+        super().__init__()
+
+    def handle(self, conn):
+        tls = self.ctx.wrap_socket(conn, server_side=True)  # takes the descriptor: `conn` closes nothing
+        read_until(tls, b"\r\n\r\n")
+        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        self.kept.append(tls)
+
+    def drop_idle(self):
+        """A FIN on every kept connection; returns once the other side has closed each one too. The
+        proxy's pool closes an idle connection after 4 s whatever happens; a close within 3 s is its
+        answer to the origin's."""
+        for tls in self.kept:
+            tls.settimeout(3)
+            tls.shutdown(socket.SHUT_WR)  # no close_notify: the socket is plain TCP from here
+            rest = tls.recv(1)
+            if rest != b"":
+                raise AssertionError(f"the proxy sent {rest!r} on a connection the origin closed")
+            tls.close()
+        closed, self.kept = len(self.kept), []
+        return closed
 
 
 class ProxyEndToEnd(OriginTestCase):
@@ -379,13 +411,76 @@ class ProxyEndToEnd(OriginTestCase):
 
     def test_the_next_connection_to_an_origin_resumes_its_tls_session(self):
         self.start()
-        for i in range(3):
-            _, body, _ = self.through("--data-binary", "n=" + str(i), self.https("sdk.umeng.com") + f"/echo/resume{i}")
+        for i in range(3):  # /once closes each connection, so each request dials the origin again
+            _, body, _ = self.through("--data-binary", "n=" + str(i), self.https("sdk.umeng.com") + f"/once/resume{i}")
             self.assertEqual(body, b"received\n")
-        reused = {b["uri"]: b["reused"] for b in self.origin.logged("/echo/resume", count=3)}
-        self.assertEqual(reused, {"/echo/resume0": ".", "/echo/resume1": "r", "/echo/resume2": "r"})
+        reused = {b["uri"]: b["reused"] for b in self.origin.logged("/once/resume", count=3)}
+        self.assertEqual(reused, {"/once/resume0": ".", "/once/resume1": "r", "/once/resume2": "r"})
         flows, _ = self.stop_and_check()
         self.assertEqual([f["status"] for f in flows], [200, 200, 200])
+
+    def test_an_origin_connection_outlives_its_tunnel_and_serves_the_next(self):
+        """Each curl is a new phone connection; the origin's connection is kept for the next one, even
+        when the phone's request said `Connection: close` (a hop-by-hop header, about its own)."""
+        self.start()
+        threads = os.cpu_count() or 1  # one pool per proxy thread, and connections go round robin
+        for i in range(2 * threads):
+            close = ["-H", "Connection: close"] if i % 2 else []
+            _, body, _ = self.through(*close, "--data-binary", f"n={i}", self.https("sdk.umeng.com") + f"/echo/pool{i}")
+            self.assertEqual(body, b"received\n")
+        logged = self.origin.logged("/echo/pool", count=2 * threads)
+        self.assertEqual(len(logged), 2 * threads)
+        self.assertLess(len({b["conn"] for b in logged}), 2 * threads, logged)
+        self.assertEqual({b["connection"] for b in logged}, {""})
+        flows, _ = self.stop_and_check()
+        self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)] * (2 * threads))
+        # The origin's leg in traffic.pcapng: a TCP stream carrying the requests of several phone
+        # connections, each of them decrypted.
+        out = subprocess.run(["tshark", "-r", str(self.proxy.session / "traffic.pcapng"), "-Y",
+                              "http.request && frame.interface_id == 1", "-T", "fields", "-e", "tcp.stream",
+                              "-e", "http.request.uri"], capture_output=True, text=True, timeout=120).stdout
+        seen = [line.split("\t") for line in out.splitlines()]
+        self.assertEqual(sorted(uri for _, uri in seen), sorted(f"/echo/pool{i}" for i in range(2 * threads)))
+        self.assertLess(len({stream for stream, _ in seen}), 2 * threads)
+
+    def test_a_kept_origin_connection_serves_only_the_name_it_was_verified_for(self):
+        """Tunnels to one CONNECT authority with two SNIs: the origin's certificate was checked
+        against the name of the tunnel that opened the connection, and only that name reuses it."""
+        self.start()
+        ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
+        authority = f"api.example.test:{self.origin.tls_port}"
+        threads = os.cpu_count() or 1  # connections go round robin: each thread's pool sees both names
+        names = (["api.example.test"] * threads + ["sdk.umeng.com"] * threads) * 2
+        for i, name in enumerate(names):
+            with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
+                raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+                self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
+                with ctx.wrap_socket(raw, server_hostname=name) as tls:
+                    tls.sendall(f"GET /echo/sni{i} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+                    self.assertTrue(read_until(tls, b"received\n").endswith(b"received\n"))
+        logged = self.origin.logged("/echo/sni", count=len(names))
+        self.assertEqual({b["uri"]: b["sni"] for b in logged}, {f"/echo/sni{i}": n for i, n in enumerate(names)})
+        by_connection = {}
+        for b in logged:
+            by_connection.setdefault(b["conn"], set()).add(b["sni"])
+        self.assertLess(len(by_connection), len(names), "connections were kept")
+        self.assertTrue(all(len(s) == 1 for s in by_connection.values()), by_connection)
+        self.stop_and_check()
+
+    def test_an_idle_origin_connection_the_origin_closed_is_not_used(self):
+        self.start()
+        origin = KeptOrigin(self.origin.pem, self.origin.key)
+        self.addCleanup(origin.close)
+        threads = os.cpu_count() or 1
+        url = f"https://api.example.test:{origin.port}/kept"
+        for _ in range(threads):  # one kept connection in each thread's pool
+            self.assertEqual(self.through(url)[1], b"ok\n")
+        self.assertEqual(origin.drop_idle(), threads)  # each closed by the proxy in answer
+        for _ in range(threads):
+            self.assertEqual(self.through(url)[1], b"ok\n")
+        self.assertEqual(origin.drop_idle(), threads, "every request after the close dialled again")
+        flows, _ = self.stop_and_check()
+        self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)] * (2 * threads))
 
     def test_a_phone_resumes_its_tls_session_with_the_proxy(self):
         """The ticket leakscope issues (one per handshake) brings the phone's next connection back

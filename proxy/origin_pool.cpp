@@ -1,0 +1,146 @@
+#include "proxy/origin_pool.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+namespace leakscope::proxy {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using error_code = boost::system::error_code;
+
+namespace {
+
+long tap_callback(BIO* bio, int oper, const char* argp, std::size_t, int, long, int ret, std::size_t* processed) {
+  const int op = oper & ~BIO_CB_RETURN;
+  if ((oper & BIO_CB_RETURN) && ret > 0 && processed != nullptr && *processed > 0 && (op == BIO_CB_READ || op == BIO_CB_WRITE)) {
+    auto* tap = reinterpret_cast<tls_tap*>(BIO_get_callback_arg(bio));
+    if (tap != nullptr && tap->leg != nullptr) {
+      // What the SSL object reads came from its peer; what it writes goes to its peer.
+      const bool from_client = (op == BIO_CB_READ) != tap->ssl_is_client;
+      tap->leg->data(from_client, std::string_view(argp, *processed));
+    }
+  }
+  return ret;
+}
+
+std::string key_of(const std::string& host, std::uint16_t port) { return host + ":" + std::to_string(port); }
+
+// Whether the origin may still take a request on `c`: HTTP/1.1 gives a server nothing to say
+// between exchanges, so any byte (a close_notify, an early 408) or a FIN means it is done.
+bool still_open(origin_connection& c) {
+  if (!c.stream.quiet()) {
+    return false;
+  }
+  char byte;
+  while (true) {
+    const ssize_t n = ::recv(c.stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+}
+
+}  // namespace
+
+void attach_tap(SSL* ssl, tls_tap* tap) {
+  BIO* bio = SSL_get_rbio(ssl);
+  BIO_set_callback_arg(bio, reinterpret_cast<char*>(tap));
+  BIO_set_callback_ex(bio, tap_callback);
+}
+
+origin_pool::~origin_pool() { close(); }
+
+std::optional<tcp::endpoint> origin_pool::peek(const std::string& host, std::uint16_t port) const {
+  const auto it = idle_.find(key_of(host, port));
+  if (it == idle_.end() || it->second.empty()) {
+    return std::nullopt;
+  }
+  return it->second.back().connection->remote;
+}
+
+std::shared_ptr<origin_connection> origin_pool::take(const std::string& host, std::uint16_t port,
+                                                     const std::string& name) {
+  const auto it = idle_.find(key_of(host, port));
+  if (it == idle_.end()) {
+    return nullptr;
+  }
+  auto& entries = it->second;
+  // The newest first: the least likely to be closed by the origin.
+  for (auto e = entries.rbegin(); e != entries.rend(); ++e) {
+    if (e->name != name) {
+      continue;
+    }
+    auto c = std::move(e->connection);
+    entries.erase(std::next(e).base());
+    --count_;
+    if (entries.empty()) {
+      idle_.erase(it);
+    }
+    error_code ignored;
+    c->stream.socket().cancel(ignored);  // the pool's wait for the origin's close
+    if (!still_open(*c)) {
+      return nullptr;  // closed here; a fresh connection is dialled instead
+    }
+    return c;
+  }
+  return nullptr;
+}
+
+void origin_pool::put(const std::string& host, std::uint16_t port, const std::string& name,
+                      std::shared_ptr<origin_connection> c) {
+  const auto key = key_of(host, port);
+  auto& entries = idle_[key];
+  if (closed_ || count_ >= max_idle || entries.size() >= max_per_origin || !still_open(*c)) {
+    if (entries.empty()) {
+      idle_.erase(key);
+    }
+    return;
+  }
+  entry e;
+  e.id = next_id_++;
+  e.name = name;
+  e.connection = std::move(c);
+  e.expiry = std::make_unique<net::steady_timer>(io_, idle_limit);
+  const auto id = e.id;
+  e.expiry->async_wait([this, key, id](const error_code& ec) {
+    if (!ec) {
+      drop(key, id);
+    }
+  });
+  e.connection->stream.socket().async_wait(tcp::socket::wait_read, [this, key, id](const error_code& ec) {
+    if (ec != net::error::operation_aborted) {
+      drop(key, id);  // a no-op when the connection was taken after the origin wrote
+    }
+  });
+  entries.push_back(std::move(e));
+  ++count_;
+}
+
+void origin_pool::drop(const std::string& key, std::uint64_t id) {
+  const auto it = idle_.find(key);
+  if (it == idle_.end()) {
+    return;
+  }
+  auto& entries = it->second;
+  for (auto e = entries.begin(); e != entries.end(); ++e) {
+    if (e->id == id) {
+      entries.erase(e);  // closes the socket; the leg's FIN goes to traffic.pcapng
+      --count_;
+      break;
+    }
+  }
+  if (entries.empty()) {
+    idle_.erase(it);
+  }
+}
+
+void origin_pool::close() {
+  closed_ = true;
+  idle_.clear();
+  count_ = 0;
+}
+
+}  // namespace leakscope::proxy
