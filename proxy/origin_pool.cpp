@@ -93,7 +93,8 @@ void origin_pool::put(const std::string& host, std::uint16_t port, const std::st
                       std::shared_ptr<origin_connection> c) {
   const auto key = key_of(host, port);
   auto& entries = idle_[key];
-  if (closed_ || count_ >= max_idle || entries.size() >= max_per_origin || !still_open(*c)) {
+  const auto idle_for = std::chrono::steady_clock::now() - c->idle_since;
+  if (closed_ || idle_for >= idle_limit || count_ >= max_idle || entries.size() >= max_per_origin || !still_open(*c)) {
     if (entries.empty()) {
       idle_.erase(key);
     }
@@ -103,7 +104,7 @@ void origin_pool::put(const std::string& host, std::uint16_t port, const std::st
   e.id = next_id_++;
   e.name = name;
   e.connection = std::move(c);
-  e.expiry = std::make_unique<net::steady_timer>(io_, idle_limit);
+  e.expiry = std::make_unique<net::steady_timer>(io_, idle_limit - idle_for);
   const auto id = e.id;
   e.expiry->async_wait([this, key, id](const error_code& ec) {
     if (!ec) {

@@ -56,12 +56,16 @@ struct origin_connection {
   tls_tap tap;
   tls_stream stream;
   boost::asio::ip::tcp::endpoint remote;
+  // The end of its last exchange (or of its handshake): the origin's keep-alive timer runs from
+  // there, not from when the phone's tunnel ended.
+  std::chrono::steady_clock::time_point idle_since = std::chrono::steady_clock::now();
 };
 
 class origin_pool {
  public:
-  // Shorter than the shortest keep-alive common servers give an idle connection (Apache
-  // httpd's 5 s), so the origin is not the one to close it while a request is on its way.
+  // Counted from the connection's last exchange. Shorter than the shortest keep-alive common
+  // servers give an idle connection (Apache httpd's 5 s), so the origin is not the one to
+  // close it while a request is on its way.
   static constexpr auto idle_limit = std::chrono::seconds(4);
   // Enough for the parallel connections of one phone's SDKs to one host, with room.
   static constexpr std::size_t max_per_origin = 32;

@@ -1087,6 +1087,7 @@ struct tunnel_end {
   unsigned served = 0;
   head_read last = head_read::ok;
   bool origin_idle = false;
+  std::optional<steady::time_point> last_exchange_end = std::nullopt;
 };
 
 template <class Client, class Upstream>
@@ -1099,11 +1100,12 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
   req.set_body_cap(sv.cfg.capture.max_inspect_body);
   std::string ubuf;
   unsigned served = 0;
+  std::optional<steady::time_point> last_exchange_end;
   while (true) {
     const auto state = co_await next_request(sv, conn, client, cbuf, req);
     if (state != head_read::ok) {
       // The origin has heard nothing since its last complete, kept-alive response.
-      co_return tunnel_end{state == head_read::invalid ? served + 1 : served, state, true};
+      co_return tunnel_end{state == head_read::invalid ? served + 1 : served, state, true, last_exchange_end};
     }
     ++served;
     if (conn.transparent) {
@@ -1129,8 +1131,9 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
         asks_for_h2c(req.head()) || keep_open ? origin_form_head(req.head(), target, keep_open) : req.head().raw;
     const auto outcome = co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, res, head_out, target,
                                                  req.keep_alive() || keep_open);
+    last_exchange_end = steady::now();
     if (!outcome.reuse) {
-      co_return tunnel_end{served, head_read::ok, outcome.origin_idle};
+      co_return tunnel_end{served, head_read::ok, outcome.origin_idle, last_exchange_end};
     }
     idle_between_exchanges(req, res, ubuf);
   }
@@ -1438,6 +1441,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     if (!failure) {
       upstream = open_origin(sv, std::move(*origin));
       failure = co_await upstream_handshake(sv, upstream->stream, name);
+      upstream->idle_since = steady::now();
       if (upstream->leg) {
         upstream->leg->release();
       }
@@ -1510,6 +1514,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   const bool pinned = end.served == 0 && end.last != head_read::idle && end.last != head_read::timeout &&
                       unused_for <= pinning_hang_up_window;
   if (upstream != nullptr && pool != nullptr && end.origin_idle && !pinned) {
+    upstream->idle_since = end.last_exchange_end.value_or(upstream->idle_since);
     pool->put(conn.origin_host, conn.dest.port, name, std::move(upstream));
   }
   if (end.served == 0) {

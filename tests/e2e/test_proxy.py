@@ -467,6 +467,26 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertTrue(all(len(s) == 1 for s in by_connection.values()), by_connection)
         self.stop_and_check()
 
+    def test_an_origin_connection_idle_past_its_limit_is_not_kept(self):
+        """The pool's 4 s run from the origin connection's last response, not from the end of the
+        phone's tunnel: a tunnel left idle longer does not hand its origin connection on."""
+        self.start()
+        ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
+        authority = f"sdk.umeng.com:{self.origin.tls_port}"
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
+            raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+            self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
+            with ctx.wrap_socket(raw, server_hostname="sdk.umeng.com") as tls:
+                tls.sendall(b"GET /echo/held HTTP/1.1\r\nHost: sdk.umeng.com\r\n\r\n")
+                self.assertTrue(read_until(tls, b"received\n").endswith(b"received\n"))
+                time.sleep(4.5)  # the phone keeps its connection open, unused, past the pool's limit
+        for i in range(os.cpu_count() or 1):  # round robin: one of them lands on the held tunnel's thread
+            self.assertEqual(self.through(self.https("sdk.umeng.com") + f"/echo/after{i}")[1], b"received\n")
+        (held,) = self.origin.logged("/echo/held")
+        after = self.origin.logged("/echo/after", count=os.cpu_count() or 1)
+        self.assertNotIn(held["conn"], {b["conn"] for b in after})
+        self.stop_and_check()
+
     def test_an_idle_origin_connection_the_origin_closed_is_not_used(self):
         self.start()
         origin = KeptOrigin(self.origin.pem, self.origin.key)
