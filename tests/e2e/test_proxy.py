@@ -1,6 +1,7 @@
 """End to end: curl -> leakscope -> nginx on loopback, asserting on what the origin received and
 on the session folder leakscope wrote."""
 
+import contextlib
 import gzip
 import json
 import os
@@ -337,24 +338,31 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertEqual(len(flows), 1)
         self.assertEqual(flows[0]["error"]["type"], "tls_client_rejected", flows[0]["error"]["detail"])
 
+    @contextlib.contextmanager
+    def _tls_tunnel(self, sni, host="api.example.test", ctx=None, session=None):
+        """A CONNECT tunnel to `host` on the origin's TLS port, with TLS to the proxy inside it."""
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
+        authority = f"{host}:{self.origin.tls_port}"
+        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
+            raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+            self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
+            with ctx.wrap_socket(raw, server_hostname=sni, session=session) as tls:
+                yield tls
+
     def _handshake_then_idle(self, idle_s=None, partial_head=b""):
         """A TLS connection through the proxy that sends no request (or only `partial_head`):
         closed after `idle_s` seconds, or (None) held until the proxy gives up on it. Returns
         once it is closed."""
-        ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
-        authority = f"api.example.test:{self.origin.tls_port}"
-        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
-            raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
-            self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
-            with ctx.wrap_socket(raw, server_hostname="api.example.test") as tls:
-                tls.sendall(partial_head)
-                if idle_s is None:
-                    try:
-                        self.assertEqual(tls.recv(4096), b"", "the proxy closes an idle connection")
-                    except (ssl.SSLError, ConnectionResetError):
-                        pass  # closed without close_notify: closed all the same
-                else:
-                    time.sleep(idle_s)  # the idle time is what is under test, not a wait for an event
+        with self._tls_tunnel("api.example.test") as tls:
+            tls.sendall(partial_head)
+            if idle_s is None:
+                try:
+                    self.assertEqual(tls.recv(4096), b"", "the proxy closes an idle connection")
+                except (ssl.SSLError, ConnectionResetError):
+                    pass  # closed without close_notify: closed all the same
+            else:
+                time.sleep(idle_s)  # the idle time is what is under test, not a wait for an event
 
     def test_a_connection_left_idle_until_the_timeout_is_not_taken_for_pinning(self):
         """Browsers and WebViews open connections ahead of need; one never used must not make
@@ -447,17 +455,12 @@ class ProxyEndToEnd(OriginTestCase):
         """Tunnels to one CONNECT authority with two SNIs: the origin's certificate was checked
         against the name of the tunnel that opened the connection, and only that name reuses it."""
         self.start()
-        ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
-        authority = f"api.example.test:{self.origin.tls_port}"
         threads = os.cpu_count() or 1  # connections go round robin: each thread's pool sees both names
         names = (["api.example.test"] * threads + ["sdk.umeng.com"] * threads) * 2
         for i, name in enumerate(names):
-            with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
-                raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
-                self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
-                with ctx.wrap_socket(raw, server_hostname=name) as tls:
-                    tls.sendall(f"GET /echo/sni{i} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
-                    self.assertTrue(read_until(tls, b"received\n").endswith(b"received\n"))
+            with self._tls_tunnel(name) as tls:
+                tls.sendall(f"GET /echo/sni{i} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+                self.assertTrue(read_until(tls, b"received\n").endswith(b"received\n"))
         logged = self.origin.logged("/echo/sni", count=len(names))
         self.assertEqual({b["uri"]: b["sni"] for b in logged}, {f"/echo/sni{i}": n for i, n in enumerate(names)})
         by_connection = {}
@@ -471,15 +474,10 @@ class ProxyEndToEnd(OriginTestCase):
         """The pool's 4 s run from the origin connection's last response, not from the end of the
         phone's tunnel: a tunnel left idle longer does not hand its origin connection on."""
         self.start()
-        ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
-        authority = f"sdk.umeng.com:{self.origin.tls_port}"
-        with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
-            raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
-            self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
-            with ctx.wrap_socket(raw, server_hostname="sdk.umeng.com") as tls:
-                tls.sendall(b"GET /echo/held HTTP/1.1\r\nHost: sdk.umeng.com\r\n\r\n")
-                self.assertTrue(read_until(tls, b"received\n").endswith(b"received\n"))
-                time.sleep(4.5)  # the phone keeps its connection open, unused, past the pool's limit
+        with self._tls_tunnel("sdk.umeng.com", host="sdk.umeng.com") as tls:
+            tls.sendall(b"GET /echo/held HTTP/1.1\r\nHost: sdk.umeng.com\r\n\r\n")
+            self.assertTrue(read_until(tls, b"received\n").endswith(b"received\n"))
+            time.sleep(4.5)  # the phone keeps its connection open, unused, past the pool's limit
         for i in range(os.cpu_count() or 1):  # round robin: one of them lands on the held tunnel's thread
             self.assertEqual(self.through(self.https("sdk.umeng.com") + f"/echo/after{i}")[1], b"received\n")
         (held,) = self.origin.logged("/echo/held")
@@ -507,21 +505,17 @@ class ProxyEndToEnd(OriginTestCase):
         without a full handshake."""
         self.start()
         ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
-        authority = f"api.example.test:{self.origin.tls_port}"
         session = None
         reused = []
         for _ in range(3):
-            with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
-                raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
-                self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
-                with ctx.wrap_socket(raw, server_hostname="api.example.test", session=session) as tls:
-                    tls.sendall(b"GET /index.html HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n")
-                    answer = b""
-                    while chunk := tls.recv(4096):  # TLS 1.3 tickets arrive with the data
-                        answer += chunk
-                    self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:100])
-                    reused.append(tls.session_reused)
-                    session = tls.session
+            with self._tls_tunnel("api.example.test", ctx=ctx, session=session) as tls:
+                tls.sendall(b"GET /index.html HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := tls.recv(4096):  # TLS 1.3 tickets arrive with the data
+                    answer += chunk
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:100])
+                reused.append(tls.session_reused)
+                session = tls.session
         self.assertEqual(reused, [False, True, True])
         flows, _ = self.stop_and_check()
         self.assertEqual([f["status"] for f in flows], [200, 200, 200])
