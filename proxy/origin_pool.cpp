@@ -28,22 +28,21 @@ long tap_callback(BIO* bio, int oper, const char* argp, std::size_t, int, long, 
 std::string key_of(const std::string& host, std::uint16_t port) { return host + ":" + std::to_string(port); }
 
 // Whether the origin may still take a request on `c`: HTTP/1.1 gives a server nothing to say
-// between exchanges, so any byte (a close_notify, an early 408) or a FIN means it is done.
-bool still_open(origin_connection& c) {
-  if (!c.stream.quiet()) {
-    return false;
-  }
+// between exchanges, so any data (an early 408), a close_notify or a FIN means it is done.
+bool still_open(origin_connection& c) { return !c.stream.has_spoken() && c.stream.quiet(); }
+
+}  // namespace
+
+bool has_input(tcp::socket& socket) {
   char byte;
   while (true) {
-    const ssize_t n = ::recv(c.stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) {
       continue;
     }
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
   }
 }
-
-}  // namespace
 
 void attach_tap(SSL* ssl, tls_tap* tap) {
   BIO* bio = SSL_get_rbio(ssl);
@@ -111,13 +110,40 @@ void origin_pool::put(const std::string& host, std::uint16_t port, const std::st
       drop(key, id);
     }
   });
-  e.connection->stream.socket().async_wait(tcp::socket::wait_read, [this, key, id](const error_code& ec) {
-    if (ec != net::error::operation_aborted) {
-      drop(key, id);  // a no-op when the connection was taken after the origin wrote
-    }
-  });
+  auto& kept = *e.connection;
   entries.push_back(std::move(e));
   ++count_;
+  watch(key, id, kept);
+}
+
+void origin_pool::watch(const std::string& key, std::uint64_t id, origin_connection& c) {
+  c.stream.socket().async_wait(tcp::socket::wait_read, [this, key, id](const error_code& ec) {
+    if (ec == net::error::operation_aborted) {
+      return;
+    }
+    // Found only while still in the pool: a connection taken after the origin wrote is the
+    // taker's to read.
+    if (auto* e = find(key, id)) {
+      if (!ec && !e->connection->stream.has_spoken() && e->connection->stream.quiet()) {
+        watch(key, id, *e->connection);
+      } else {
+        drop(key, id);
+      }
+    }
+  });
+}
+
+origin_pool::entry* origin_pool::find(const std::string& key, std::uint64_t id) {
+  const auto it = idle_.find(key);
+  if (it == idle_.end()) {
+    return nullptr;
+  }
+  for (auto& e : it->second) {
+    if (e.id == id) {
+      return &e;
+    }
+  }
+  return nullptr;
 }
 
 void origin_pool::drop(const std::string& key, std::uint64_t id) {

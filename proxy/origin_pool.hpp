@@ -44,6 +44,11 @@ struct tls_tap {
 // `tap` must outlive the SSL object.
 void attach_tap(SSL* ssl, tls_tap* tap);
 
+// Whether the peer has sent anything or closed (or the socket failed) and nothing has read it
+// yet. Asio's async_wait only sees readiness that arrives after it is started (the reactor is
+// edge-triggered), so a wait for an origin's close starts with this check.
+bool has_input(boost::asio::ip::tcp::socket& socket);
+
 // A TLS connection to an origin with its leg of traffic.pcapng (interface 1).
 struct origin_connection {
   origin_connection(boost::beast::tcp_stream&& tcp, SSL_CTX* ctx, const boost::asio::ip::tcp::endpoint& to)
@@ -96,6 +101,10 @@ class origin_pool {
     std::unique_ptr<boost::asio::steady_timer> expiry;
   };
   void drop(const std::string& key, std::uint64_t id);
+  // Waits for the origin to send something; what is not data or a close (a session ticket)
+  // leaves the connection in the pool.
+  void watch(const std::string& key, std::uint64_t id, origin_connection& c);
+  entry* find(const std::string& key, std::uint64_t id);
 
   boost::asio::io_context& io_;
   std::map<std::string, std::vector<entry>> idle_;  // by "host:port", newest last

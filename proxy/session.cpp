@@ -408,13 +408,83 @@ void idle_between_exchanges(http1::parser& req, http1::parser& res, std::string&
 }
 
 // `idle`: no byte of a next request came within limits.timeouts.idle, and the connection was
-// closed by us, cleanly; `closed`: the client went away between requests.
-enum class head_read { ok, closed, idle, timeout, invalid };
+// closed by us, cleanly; `closed`: the client went away between requests; `origin_closed`: the
+// origin closed its connection (or spoke out of turn) while the client was between requests.
+enum class head_read { ok, closed, idle, timeout, invalid, origin_closed };
+
+// The origin's connection as seen while the phone is between requests: its socket, and whether
+// the origin has said anything (data or a close, not a TLS session ticket) that nobody has read.
+struct origin_watch {
+  tcp::socket* socket = nullptr;
+  std::function<bool()> has_spoken;
+};
+
+bool has_spoken(tls_stream& s) {
+  return s.has_spoken();
+}
+bool has_spoken(beast::tcp_stream& s) {
+  return has_input(s.socket());
+}
+
+// Between exchanges an HTTP/1.1 origin has nothing to say: when it speaks (a FIN, a
+// close_notify, a 408) it is closing. The phone's connection is then closed in turn, as the
+// origin would have closed it without a proxy, so the phone's client opens a new connection
+// instead of sending its next request into one that is gone and getting a 502 (RFC 9112 §9.3.1).
+// Shared by a wait on the origin's socket and the read it may cancel. The wait's handler may run
+// after the read is over: it is then no longer `waiting` and touches nothing.
+struct origin_close_watch : std::enable_shared_from_this<origin_close_watch> {
+  bool waiting = true;
+  bool spoke = false;
+  tcp::socket* client = nullptr;
+  const origin_watch* origin = nullptr;
+
+  void arm() {
+    origin->socket->async_wait(tcp::socket::wait_read, [self = shared_from_this()](const error_code& ec) {
+      if (ec || !self->waiting) {
+        return;
+      }
+      if (!self->origin->has_spoken()) {
+        self->arm();  // a session ticket: nothing the phone needs to know
+        return;
+      }
+      self->spoke = true;
+      error_code ignored;
+      self->client->cancel(ignored);
+    });
+  }
+};
+
+// Reads as read_more does, unless the origin speaks first; then `origin_spoke` is set and the
+// read is cancelled. A plain handler, not a second coroutine and a signal: this runs before
+// every kept-alive request, where the coroutine pair cost 10 µs of the proxy's 33.
+template <class Client>
+awaitable<error_code> read_unless_origin_closes(Client& client, std::string& cbuf, std::chrono::milliseconds idle,
+                                                const origin_watch& origin, bool& origin_spoke) {
+  // The wait sees only what arrives after it starts (Asio's reactor is edge-triggered).
+  if (origin.has_spoken()) {
+    origin_spoke = true;
+    co_return net::error::operation_aborted;
+  }
+  const auto w = std::make_shared<origin_close_watch>();
+  w->client = &beast::get_lowest_layer(client).socket();
+  w->origin = &origin;
+  w->arm();
+  const auto ec = co_await read_more(client, cbuf, idle, idle_read_chunk);
+  w->waiting = false;
+  origin_spoke = w->spoke;
+  if (!origin_spoke) {
+    error_code ignored;
+    origin.socket->cancel(ignored);  // only the readiness wait is outstanding on it
+  }
+  co_return ec;
+}
 
 // Reads until the parser has a complete request head. `closed` means the client went away
-// cleanly between requests.
+// cleanly between requests. With `origin.socket` set, an origin that closes while no byte of
+// the next request has come ends the wait (`origin_closed`).
 template <class Client>
-awaitable<head_read> read_request_head(services& sv, Client& client, std::string& cbuf, http1::parser& req) {
+awaitable<head_read> read_request_head(services& sv, Client& client, std::string& cbuf, http1::parser& req,
+                                       const origin_watch& origin) {
   const auto& t = sv.cfg.limits.timeouts;
   // limits.timeouts.headers bounds the whole head from its first byte, so a client trickling
   // one byte at a time (slowloris) cannot hold the connection.
@@ -439,8 +509,17 @@ awaitable<head_read> read_request_head(services& sv, Client& client, std::string
       // Between requests a connection may idle for minutes, and apps keep many: it waits with
       // a small buffer, and the bulk-sized ones of the last exchange go back.
       cbuf.shrink_to_fit();
-      const auto ec = co_await read_more(client, cbuf, t.idle, idle_read_chunk);
+      bool origin_spoke = false;
+      error_code ec;
+      if (origin.socket == nullptr) {
+        ec = co_await read_more(client, cbuf, t.idle, idle_read_chunk);
+      } else {
+        ec = co_await read_unless_origin_closes(client, cbuf, t.idle, origin, origin_spoke);
+      }
       if (ec) {
+        if (origin_spoke && cbuf.empty()) {
+          co_return head_read::origin_closed;
+        }
         if (ec == beast::error::timeout) {
           co_return head_read::idle;
         }
@@ -1060,8 +1139,8 @@ awaitable<void> refuse_bad_head(services& sv, connection& conn, Client& client, 
 // timed-out one recorded; the connection then ends, as after a clean close or an idle timeout.
 template <class Client>
 awaitable<head_read> next_request(services& sv, connection& conn, Client& client, std::string& cbuf,
-                                  http1::parser& req) {
-  const auto state = co_await read_request_head(sv, client, cbuf, req);
+                                  http1::parser& req, const origin_watch& origin) {
+  const auto state = co_await read_request_head(sv, client, cbuf, req, origin);
   if (state == head_read::invalid) {
     co_await refuse_bad_head(sv, conn, client, req);
   } else if (state == head_read::timeout) {
@@ -1102,10 +1181,15 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
   unsigned served = 0;
   std::optional<steady::time_point> last_exchange_end;
   while (true) {
-    const auto state = co_await next_request(sv, conn, client, cbuf, req);
+    origin_watch origin;
+    if (upstream != nullptr) {
+      origin = {&beast::get_lowest_layer(*upstream).socket(), [upstream] { return has_spoken(*upstream); }};
+    }
+    const auto state = co_await next_request(sv, conn, client, cbuf, req, origin);
     if (state != head_read::ok) {
-      // The origin has heard nothing since its last complete, kept-alive response.
-      co_return tunnel_end{state == head_read::invalid ? served + 1 : served, state, true, last_exchange_end};
+      // Unless it closed, the origin has heard nothing since its last complete, kept-alive response.
+      co_return tunnel_end{state == head_read::invalid ? served + 1 : served, state, state != head_read::origin_closed,
+                           last_exchange_end};
     }
     ++served;
     if (conn.transparent) {
@@ -1150,7 +1234,8 @@ awaitable<void> serve_plain_http(services& sv, connection& conn, beast::tcp_stre
   std::string current;  // host:port of `upstream`
   bool first = true;  // the first head was read by serve_client
   while (true) {
-    if (!first && co_await next_request(sv, conn, client, cbuf, req) != head_read::ok) {
+    const origin_watch no_origin;  // each request dials its own
+    if (!first && co_await next_request(sv, conn, client, cbuf, req, no_origin) != head_read::ok) {
       co_return;
     }
     first = false;
@@ -1511,8 +1596,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   const auto end = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &upstream->stream : nullptr, failure,
                                               pool != nullptr);
   const auto unused_for = steady::now() - handshake_done;
-  const bool pinned = end.served == 0 && end.last != head_read::idle && end.last != head_read::timeout &&
-                      unused_for <= pinning_hang_up_window;
+  const bool pinned = end.served == 0 && end.last == head_read::closed && unused_for <= pinning_hang_up_window;
   if (upstream != nullptr && pool != nullptr && end.origin_idle && !pinned) {
     upstream->idle_since = end.last_exchange_end.value_or(upstream->idle_since);
     pool->put(conn.origin_host, conn.dest.port, name, std::move(upstream));
@@ -1527,6 +1611,15 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     }
     if (end.last == head_read::timeout) {
       co_return;  // recorded as client_header_timeout
+    }
+    if (end.last == head_read::origin_closed) {
+      record_connection_error(sv, conn, started,
+                              {"upstream_closed",
+                               "the server closed its connection before the client's first request; the client's was "
+                               "closed in turn"});
+      beast::get_lowest_layer(phone).expires_after(std::chrono::seconds(1));
+      co_await phone.async_shutdown(use_ec(ec));
+      co_return;
     }
     if (pinned) {
       sv.rejected.add(name);
@@ -1681,7 +1774,8 @@ awaitable<void> serve_client(services& sv, tcp::socket socket) {
   http1::parser req(http1::message_kind::request, limits);
   req.set_body_cap(sv.cfg.capture.max_inspect_body);
   std::string cbuf;
-  if (co_await next_request(sv, conn, client, cbuf, req) != head_read::ok) {
+  const origin_watch no_origin;  // none dialled yet
+  if (co_await next_request(sv, conn, client, cbuf, req, no_origin) != head_read::ok) {
     co_return;
   }
   if (req.head().method == "CONNECT") {

@@ -168,6 +168,25 @@ int tls_stream::handshake_action::operator()(tls_stream& s, std::size_t& done) c
   return SSL_do_handshake(s.ssl_.get());
 }
 
+bool tls_stream::has_spoken() {
+  if (deferred_ || bio_.eof || bio_.error != 0 || SSL_get_shutdown(ssl_.get()) != 0 || SSL_pending(ssl_.get()) > 0) {
+    return true;
+  }
+  ERR_clear_error();
+  char byte;
+  std::size_t n = 0;
+  const int r = SSL_peek_ex(ssl_.get(), &byte, 1, &n);
+  if (r > 0) {
+    return true;
+  }
+  const int e = SSL_get_error(ssl_.get(), r);
+  ERR_clear_error();
+  if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+    return true;
+  }
+  return flush(bio_) == flush_result::failed;  // what the records asked for (a KeyUpdate's reply) goes out
+}
+
 int tls_stream::read_action::operator()(tls_stream& s, std::size_t& done) const {
   done = 0;
   while (done < size) {

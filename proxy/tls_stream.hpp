@@ -57,6 +57,10 @@ class tls_stream {
     return !has_buffered() && bio_.pending() == 0 && !bio_.eof && bio_.error == 0 && !deferred_ &&
            SSL_get_shutdown(ssl_.get()) == 0;
   }
+  // Whether the peer has sent application data or closed (or the connection failed) that no
+  // read has taken yet. What else it sent (TLS 1.3 session tickets, a KeyUpdate) is processed
+  // on the way, without waiting and without taking any data.
+  bool has_spoken();
   executor_type get_executor() { return state_->socket.get_executor(); }
   tcp::socket& socket() { return state_->socket; }
 

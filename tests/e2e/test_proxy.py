@@ -339,11 +339,11 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertEqual(flows[0]["error"]["type"], "tls_client_rejected", flows[0]["error"]["detail"])
 
     @contextlib.contextmanager
-    def _tls_tunnel(self, sni, host="api.example.test", ctx=None, session=None):
-        """A CONNECT tunnel to `host` on the origin's TLS port, with TLS to the proxy inside it."""
+    def _tls_tunnel(self, sni, host="api.example.test", ctx=None, session=None, port=None):
+        """A CONNECT tunnel to `host` on `port` (the origin's TLS port), with TLS to the proxy inside it."""
         if ctx is None:
             ctx = ssl.create_default_context(cafile=str(self.proxy.ca_pem))
-        authority = f"{host}:{self.origin.tls_port}"
+        authority = f"{host}:{port or self.origin.tls_port}"
         with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
             raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
             self.assertTrue(raw.recv(4096).startswith(b"HTTP/1.1 200"))
@@ -484,6 +484,21 @@ class ProxyEndToEnd(OriginTestCase):
         after = self.origin.logged("/echo/after", count=os.cpu_count() or 1)
         self.assertNotIn(held["conn"], {b["conn"] for b in after})
         self.stop_and_check()
+
+    def test_an_origin_that_closes_between_requests_closes_the_phones_connection(self):
+        """Without a proxy the phone would see its idle connection closed and open a new one for its
+        next request; through leakscope it sees the same, not a 502 for a request sent into it."""
+        self.start()
+        origin = KeptOrigin(self.origin.pem, self.origin.key)
+        self.addCleanup(origin.close)
+        with self._tls_tunnel("api.example.test", port=origin.port) as tls:
+            tls.sendall(b"GET /kept HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
+            self.assertTrue(read_until(tls, b"ok\n").endswith(b"ok\n"))
+            self.assertEqual(origin.drop_idle(), 1)
+            tls.settimeout(10)
+            self.assertEqual(tls.recv(4096), b"", "the phone's connection is closed in turn")
+        flows, _ = self.stop_and_check()
+        self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)])
 
     def test_an_idle_origin_connection_the_origin_closed_is_not_used(self):
         self.start()
