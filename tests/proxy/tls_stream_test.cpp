@@ -290,3 +290,49 @@ TEST_CASE("TLS stream: a read completes while a write of the same stream waits f
   CHECK((got_by_server == payload));
   CHECK((got_by_client == payload));
 }
+
+TEST_CASE("TLS stream: a session ticket is not the peer speaking; data and close_notify are, and the data stays readable") {
+  loopback_tls t;
+  bool after_ticket = true, after_data = false, after_reading = true, after_close = false;
+  std::string data(4, '\0');
+  error_code end;
+  t.run(
+      [&](beast::tcp_stream raw) -> net::awaitable<void> {
+        tls_stream s(std::move(raw), t.server_ctx.native_handle());
+        REQUIRE_FALSE(co_await t.server_handshake(s));  // TLS 1.3: the ticket follows the handshake
+        std::string go(1, '\0');
+        error_code ec;
+        co_await net::async_read(s, net::buffer(go), use_ec(ec));
+        co_await net::async_write(s, net::buffer(std::string_view("data")), use_ec(ec));
+        co_await net::async_read(s, net::buffer(go), use_ec(ec));
+        co_await s.async_shutdown(use_ec(ec));
+      },
+      [&](beast::tcp_stream raw) -> net::awaitable<void> {
+        tls_stream s(std::move(raw), t.client_ctx.native_handle());
+        REQUIRE_FALSE(co_await t.client_handshake(s));
+        error_code ec;
+        auto wait_readable = [&]() -> net::awaitable<void> {
+          if (!s.has_buffered()) {
+            co_await s.socket().async_wait(tcp::socket::wait_read, use_ec(ec));
+          }
+        };
+        co_await wait_readable();  // the ticket has come
+        after_ticket = s.has_spoken();
+        co_await net::async_write(s, net::buffer(std::string_view("g")), use_ec(ec));
+        co_await wait_readable();
+        after_data = s.has_spoken();
+        co_await net::async_read(s, net::buffer(data), use_ec(ec));
+        after_reading = s.has_spoken();
+        co_await net::async_write(s, net::buffer(std::string_view("h")), use_ec(ec));
+        co_await wait_readable();
+        after_close = s.has_spoken();
+        std::string rest(8, '\0');
+        co_await s.async_read_some(net::buffer(rest), use_ec(end));
+      });
+  CHECK_FALSE(after_ticket);
+  CHECK(after_data);
+  CHECK(data == "data");
+  CHECK_FALSE(after_reading);
+  CHECK(after_close);
+  CHECK(end == net::error::eof);
+}
