@@ -1437,6 +1437,28 @@ std::shared_ptr<origin_connection> open_origin(services& sv, beast::tcp_stream t
   return c;
 }
 
+// Dials (unless `origin` is already connected) and verifies a fresh origin connection for
+// `name` into `upstream`; or says why not, for the phone to be told.
+awaitable<std::optional<upstream_failure>> connect_origin(services& sv, connection& conn,
+                                                          std::optional<beast::tcp_stream>& origin,
+                                                          const std::string& name,
+                                                          std::shared_ptr<origin_connection>& upstream) {
+  if (auto failure = co_await dial_origin(sv, conn, origin)) {
+    co_return failure;
+  }
+  upstream = open_origin(sv, std::move(*origin));
+  origin.reset();
+  auto failure = co_await upstream_handshake(sv, upstream->stream, name);
+  upstream->idle_since = steady::now();
+  if (upstream->leg) {
+    upstream->leg->release();
+  }
+  if (failure) {
+    upstream.reset();
+  }
+  co_return failure;
+}
+
 // After CONNECT: peek the ClientHello, then intercept, pass through, or serve plain HTTP.
 // `origin` is the dialled origin, or empty when the pool had an idle connection to it.
 awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream client, std::string cbuf,
@@ -1518,22 +1540,12 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   if (!origin && pool != nullptr) {
     upstream = pool->take(conn.origin_host, conn.dest.port, name);
   }
+  bool from_pool = upstream != nullptr;
   std::optional<upstream_failure> failure;
   if (upstream) {
     conn.dest.ip = upstream->remote.address().to_string();
   } else {
-    failure = co_await dial_origin(sv, conn, origin);
-    if (!failure) {
-      upstream = open_origin(sv, std::move(*origin));
-      failure = co_await upstream_handshake(sv, upstream->stream, name);
-      upstream->idle_since = steady::now();
-      if (upstream->leg) {
-        upstream->leg->release();
-      }
-      if (failure) {
-        upstream.reset();
-      }
-    }
+    failure = co_await connect_origin(sv, conn, origin, name, upstream);
   }
 
   const auto leaf = sv.leaves.get(name);
@@ -1593,8 +1605,17 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     conn.phone_leg = phone_leg ? &*phone_leg : nullptr;
   }
   const auto handshake_done = steady::now();
-  const auto end = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &upstream->stream : nullptr, failure,
-                                              pool != nullptr);
+  auto end = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &upstream->stream : nullptr, failure,
+                                        pool != nullptr);
+  if (from_pool && end.served == 0 && end.last == head_read::origin_closed) {
+    // The kept connection was closed by its origin before the phone used it: the phone never
+    // knew of it, so a fresh one serves the tunnel instead of the phone's being closed.
+    from_pool = false;
+    upstream.reset();
+    failure = co_await connect_origin(sv, conn, origin, name, upstream);
+    end = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &upstream->stream : nullptr, failure,
+                                     pool != nullptr);
+  }
   const auto unused_for = steady::now() - handshake_done;
   const bool pinned = end.served == 0 && end.last == head_read::closed && unused_for <= pinning_hang_up_window;
   if (upstream != nullptr && pool != nullptr && end.origin_idle && !pinned) {

@@ -10,6 +10,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import unittest
 
@@ -27,27 +28,38 @@ class KeptOrigin(_Listener):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(cert), str(key))
         self.kept = []
+        self.lock = threading.Lock()
         super().__init__()
+
+    def serve(self):
+        while True:  # each connection on its own thread: the proxy may hold several open at once
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
 
     def handle(self, conn):
         tls = self.ctx.wrap_socket(conn, server_side=True)  # takes the descriptor: `conn` closes nothing
         read_until(tls, b"\r\n\r\n")
         tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
-        self.kept.append(tls)
+        with self.lock:
+            self.kept.append(tls)
 
     def drop_idle(self):
         """A FIN on every kept connection; returns once the other side has closed each one too. The
         proxy's pool closes an idle connection after 4 s whatever happens; a close within 3 s is its
         answer to the origin's."""
-        for tls in self.kept:
+        with self.lock:
+            kept, self.kept = self.kept, []
+        for tls in kept:
             tls.settimeout(3)
             tls.shutdown(socket.SHUT_WR)  # no close_notify: the socket is plain TCP from here
             rest = tls.recv(1)
             if rest != b"":
                 raise AssertionError(f"the proxy sent {rest!r} on a connection the origin closed")
             tls.close()
-        closed, self.kept = len(self.kept), []
-        return closed
+        return len(kept)
 
 
 class ProxyEndToEnd(OriginTestCase):
@@ -499,6 +511,26 @@ class ProxyEndToEnd(OriginTestCase):
             self.assertEqual(tls.recv(4096), b"", "the phone's connection is closed in turn")
         flows, _ = self.stop_and_check()
         self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)])
+
+    def test_a_kept_connection_the_origin_closes_before_the_phones_first_request_is_replaced(self):
+        """The phone never knew of the kept connection its tunnel took: when the origin closes it
+        before the phone's first request, a fresh one serves the phone, whose tunnel stays open."""
+        self.start()
+        origin = KeptOrigin(self.origin.pem, self.origin.key)
+        self.addCleanup(origin.close)
+        threads = os.cpu_count() or 1
+        for _ in range(threads):  # one kept connection in each thread's pool
+            self.assertEqual(self.through(f"https://api.example.test:{origin.port}/first")[1], b"ok\n")
+        with contextlib.ExitStack() as stack:
+            # Round robin: these tunnels land one on each thread, and each takes its kept connection.
+            tunnels = [stack.enter_context(self._tls_tunnel("api.example.test", port=origin.port))
+                       for _ in range(threads)]
+            self.assertEqual(origin.drop_idle(), threads)
+            for tls in tunnels:
+                tls.sendall(b"GET /second HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
+                self.assertTrue(read_until(tls, b"ok\n").endswith(b"ok\n"))
+        flows, _ = self.stop_and_check()
+        self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)] * (2 * threads))
 
     def test_an_idle_origin_connection_the_origin_closed_is_not_used(self):
         self.start()
