@@ -25,7 +25,9 @@ long tap_callback(BIO* bio, int oper, const char* argp, std::size_t, int, long, 
   return ret;
 }
 
-std::string key_of(const std::string& host, std::uint16_t port) { return host + ":" + std::to_string(port); }
+std::string key_of(const std::string& client, const std::string& host, std::uint16_t port) {
+  return client + " " + host + ":" + std::to_string(port);
+}
 
 // Whether the origin may still take a request on `c`: HTTP/1.1 gives a server nothing to say
 // between exchanges, so any data (an early 408), a close_notify or a FIN means it is done.
@@ -52,17 +54,18 @@ void attach_tap(SSL* ssl, tls_tap* tap) {
 
 origin_pool::~origin_pool() { close(); }
 
-std::optional<tcp::endpoint> origin_pool::peek(const std::string& host, std::uint16_t port) const {
-  const auto it = idle_.find(key_of(host, port));
+std::optional<tcp::endpoint> origin_pool::peek(const std::string& client, const std::string& host,
+                                               std::uint16_t port) const {
+  const auto it = idle_.find(key_of(client, host, port));
   if (it == idle_.end() || it->second.empty()) {
     return std::nullopt;
   }
   return it->second.back().connection->remote;
 }
 
-std::shared_ptr<origin_connection> origin_pool::take(const std::string& host, std::uint16_t port,
-                                                     const std::string& name) {
-  const auto it = idle_.find(key_of(host, port));
+std::shared_ptr<origin_connection> origin_pool::take(const std::string& client, const std::string& host,
+                                                     std::uint16_t port, const std::string& name) {
+  const auto it = idle_.find(key_of(client, host, port));
   if (it == idle_.end()) {
     return nullptr;
   }
@@ -88,9 +91,9 @@ std::shared_ptr<origin_connection> origin_pool::take(const std::string& host, st
   return nullptr;
 }
 
-void origin_pool::put(const std::string& host, std::uint16_t port, const std::string& name,
-                      std::shared_ptr<origin_connection> c) {
-  const auto key = key_of(host, port);
+void origin_pool::put(const std::string& client, const std::string& host, std::uint16_t port,
+                      const std::string& name, std::shared_ptr<origin_connection> c) {
+  const auto key = key_of(client, host, port);
   auto& entries = idle_[key];
   const auto idle_for = std::chrono::steady_clock::now() - c->idle_since;
   if (closed_ || idle_for >= idle_limit || count_ >= max_idle || entries.size() >= max_per_origin || !still_open(*c)) {

@@ -83,12 +83,17 @@ class origin_pool {
 
   boost::asio::io_context& context() { return io_; }
 
+  // Connections are kept per phone (`client`, its address): one phone's tunnels never carry
+  // another's requests, in the evidence or at an origin that ties state to its connection.
   // The address of an idle connection to host:port, if there is one.
-  std::optional<boost::asio::ip::tcp::endpoint> peek(const std::string& host, std::uint16_t port) const;
+  std::optional<boost::asio::ip::tcp::endpoint> peek(const std::string& client, const std::string& host,
+                                                     std::uint16_t port) const;
   // An idle connection to host:port verified for `name` that the origin has not closed, or null.
-  std::shared_ptr<origin_connection> take(const std::string& host, std::uint16_t port, const std::string& name);
+  std::shared_ptr<origin_connection> take(const std::string& client, const std::string& host, std::uint16_t port,
+                                          const std::string& name);
   // Keeps `c`, idle between two exchanges, for the next tunnel; closes it when it cannot be kept.
-  void put(const std::string& host, std::uint16_t port, const std::string& name, std::shared_ptr<origin_connection> c);
+  void put(const std::string& client, const std::string& host, std::uint16_t port, const std::string& name,
+           std::shared_ptr<origin_connection> c);
   // Closes every idle connection, and any put from now on.
   void close();
   std::size_t size() const { return count_; }
@@ -107,7 +112,7 @@ class origin_pool {
   entry* find(const std::string& key, std::uint64_t id);
 
   boost::asio::io_context& io_;
-  std::map<std::string, std::vector<entry>> idle_;  // by "host:port", newest last
+  std::map<std::string, std::vector<entry>> idle_;  // by "client host:port", newest last
   std::size_t count_ = 0;
   std::uint64_t next_id_ = 1;
   bool closed_ = false;

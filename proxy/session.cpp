@@ -119,6 +119,7 @@ std::string error_response(int status, const captures::typed_error& error) {
 // What a session knows about its connection, copied into each flow record.
 struct connection {
   std::string client;
+  std::string client_ip;  // the phone, without its port: whose origin connections it may reuse
   captures::destination dest;
   std::string sni;
   std::string kind;  // "https" or "http" (inside a tunnel or absolute-form)
@@ -283,6 +284,13 @@ std::optional<absolute_url> parse_absolute(const std::string& target) {
 // headers dropped (RFC 9112 §3.2.2; Proxy-Connection is a pre-standard relic).
 // Whether a request asks to switch to cleartext HTTP/2 (RFC 7540 §3.2; removed in RFC 9113).
 bool asks_for_h2c(const http1::message_head& head) { return http1::list_has(head.header("upgrade"), "h2c"); }
+
+// NTLM and Negotiate authenticate the connection, not the request (RFC 4559 §4): an origin
+// connection that carried them belongs to the tunnel that authenticated it and is not kept.
+bool authenticates_connection(const http1::message_head& head) {
+  const auto scheme = lower(std::string(head.header("authorization").substr(0, 10)));
+  return scheme.rfind("ntlm", 0) == 0 || scheme.rfind("negotiate", 0) == 0;
+}
 
 // Whether an HTTP/1.1 request asks to close its connection after the response.
 bool asks_to_close(const http1::message_head& head) {
@@ -1180,6 +1188,7 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
   std::string ubuf;
   unsigned served = 0;
   std::optional<steady::time_point> last_exchange_end;
+  bool origin_authenticated = false;
   while (true) {
     origin_watch origin;
     if (upstream != nullptr) {
@@ -1188,10 +1197,11 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
     const auto state = co_await next_request(sv, conn, client, cbuf, req, origin);
     if (state != head_read::ok) {
       // Unless it closed, the origin has heard nothing since its last complete, kept-alive response.
-      co_return tunnel_end{state == head_read::invalid ? served + 1 : served, state, state != head_read::origin_closed,
-                           last_exchange_end};
+      co_return tunnel_end{state == head_read::invalid ? served + 1 : served, state,
+                           state != head_read::origin_closed && !origin_authenticated, last_exchange_end};
     }
     ++served;
+    origin_authenticated = origin_authenticated || authenticates_connection(req.head());
     if (conn.transparent) {
       conn.dest.host = host_header_name(req.head(), conn.dest.ip);
     }
@@ -1217,7 +1227,7 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
                                                  req.keep_alive() || keep_open);
     last_exchange_end = steady::now();
     if (!outcome.reuse) {
-      co_return tunnel_end{served, head_read::ok, outcome.origin_idle, last_exchange_end};
+      co_return tunnel_end{served, head_read::ok, outcome.origin_idle && !origin_authenticated, last_exchange_end};
     }
     idle_between_exchanges(req, res, ubuf);
   }
@@ -1538,7 +1548,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   auto* pool = pool_of(sv, client.get_executor());
   std::shared_ptr<origin_connection> upstream;
   if (!origin && pool != nullptr) {
-    upstream = pool->take(conn.origin_host, conn.dest.port, name);
+    upstream = pool->take(conn.client_ip, conn.origin_host, conn.dest.port, name);
   }
   bool from_pool = upstream != nullptr;
   std::optional<upstream_failure> failure;
@@ -1584,7 +1594,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
       record_connection_error(sv, conn, started, {"tls_client_rejected", *why + " (pinning suspected)"});
     } else {
       if (upstream != nullptr && pool != nullptr) {
-        pool->put(conn.origin_host, conn.dest.port, name, std::move(upstream));
+        pool->put(conn.client_ip, conn.origin_host, conn.dest.port, name, std::move(upstream));
       }
       if (ec == beast::error::timeout) {
         record_connection_error(sv, conn, started, {"client_tls_timeout", "TLS handshake with the client timed out"});
@@ -1620,7 +1630,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   const bool pinned = end.served == 0 && end.last == head_read::closed && unused_for <= pinning_hang_up_window;
   if (upstream != nullptr && pool != nullptr && end.origin_idle && !pinned) {
     upstream->idle_since = end.last_exchange_end.value_or(upstream->idle_since);
-    pool->put(conn.origin_host, conn.dest.port, name, std::move(upstream));
+    pool->put(conn.client_ip, conn.origin_host, conn.dest.port, name, std::move(upstream));
   }
   if (end.served == 0) {
     if (end.last == head_read::idle) {
@@ -1774,6 +1784,7 @@ awaitable<void> serve_client(services& sv, tcp::socket socket) {
   }
   connection conn;
   conn.client = endpoint_text(remote);
+  conn.client_ip = unmapped(remote.address()).to_string();
   if (!client_allowed(sv, remote)) {
     std::cerr << "leakscope: refused " << conn.client << ": not in clients.allow\n";
     record_connection_error(sv, conn, started, {"client_not_allowed", conn.client + " is not in clients.allow"});
@@ -1813,7 +1824,7 @@ awaitable<void> serve_client(services& sv, tcp::socket socket) {
     // connection to it, dialled under the same policy, is in the pool.
     std::optional<beast::tcp_stream> origin;
     const auto* pool = pool_of(sv, client.get_executor());
-    if (const auto idle = pool != nullptr ? pool->peek(authority->first, authority->second) : std::nullopt) {
+    if (const auto idle = pool != nullptr ? pool->peek(conn.client_ip, authority->first, authority->second) : std::nullopt) {
       conn.dest.ip = idle->address().to_string();
     } else {
       auto dialled = co_await dial(sv, authority->first, authority->second);

@@ -482,6 +482,34 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertTrue(all(len(s) == 1 for s in by_connection.values()), by_connection)
         self.stop_and_check()
 
+    def test_origin_connections_are_kept_per_phone(self):
+        """Two phones (two source addresses): neither's tunnels reuse the other's origin connections."""
+        self.start("clients: {allow: [127.0.0.0/8]}")
+        threads = os.cpu_count() or 1
+        phones = ["127.0.0.1"] * threads + ["127.0.0.2"] * threads + ["127.0.0.1"] * threads
+        for i, phone in enumerate(phones):  # round robin: each thread sees both phones
+            _, body, _ = self.through("--interface", phone, self.https("sdk.umeng.com") + f"/echo/phone{i}")
+            self.assertEqual(body, b"received\n")
+        conn = {b["uri"]: b["conn"] for b in self.origin.logged("/echo/phone", count=len(phones))}
+        used_by = {}
+        for i, phone in enumerate(phones):
+            used_by.setdefault(conn[f"/echo/phone{i}"], set()).add(phone)
+        self.assertTrue(all(len(p) == 1 for p in used_by.values()), used_by)
+        self.assertLess(len(used_by), len(phones), "connections were kept")
+        self.stop_and_check()
+
+    def test_an_origin_connection_that_carried_ntlm_is_not_kept(self):
+        """NTLM and Negotiate authenticate the connection: another tunnel must not inherit it."""
+        self.start()
+        threads = os.cpu_count() or 1
+        for i in range(2 * threads):
+            auth = ["-H", "Authorization: NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAKAGFKAAAADw=="] if i < threads else []
+            self.assertEqual(self.through(*auth, self.https("sdk.umeng.com") + f"/echo/ntlm{i}")[1], b"received\n")
+        conn = {b["uri"]: b["conn"] for b in self.origin.logged("/echo/ntlm", count=2 * threads)}
+        self.assertFalse({conn[f"/echo/ntlm{i}"] for i in range(threads)} &
+                         {conn[f"/echo/ntlm{i}"] for i in range(threads, 2 * threads)})
+        self.stop_and_check()
+
     def test_an_origin_connection_idle_past_its_limit_is_not_kept(self):
         """The pool's 4 s run from the origin connection's last response, not from the end of the
         phone's tunnel: a tunnel left idle longer does not hand its origin connection on."""
