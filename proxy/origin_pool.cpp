@@ -70,25 +70,26 @@ std::shared_ptr<origin_connection> origin_pool::take(const std::string& client, 
     return nullptr;
   }
   auto& entries = it->second;
-  // The newest first: the least likely to be closed by the origin.
-  for (auto e = entries.rbegin(); e != entries.rend(); ++e) {
-    if (e->name != name) {
+  std::shared_ptr<origin_connection> found;
+  // The newest first: the least likely to be closed by the origin. One the origin has closed
+  // is dropped on the way.
+  for (auto i = entries.size(); i-- > 0 && !found;) {
+    if (entries[i].name != name) {
       continue;
     }
-    auto c = std::move(e->connection);
-    entries.erase(std::next(e).base());
+    auto c = std::move(entries[i].connection);
+    entries.erase(entries.begin() + static_cast<std::ptrdiff_t>(i));
     --count_;
-    if (entries.empty()) {
-      idle_.erase(it);
-    }
     error_code ignored;
     c->stream.socket().cancel(ignored);  // the pool's wait for the origin's close
-    if (!still_open(*c)) {
-      return nullptr;  // closed here; a fresh connection is dialled instead
+    if (still_open(*c)) {
+      found = std::move(c);
     }
-    return c;
   }
-  return nullptr;
+  if (entries.empty()) {
+    idle_.erase(it);
+  }
+  return found;
 }
 
 void origin_pool::put(const std::string& client, const std::string& host, std::uint16_t port,
