@@ -10,6 +10,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 #include <strings.h>
@@ -46,7 +47,7 @@ std::string header_value(const http_request& r, const char* name) {
   return {};
 }
 
-bool plain_key(const std::string& k) {
+bool plain_key(std::string_view k) {
   return !k.empty() && std::all_of(k.begin(), k.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; });
 }
 
@@ -82,22 +83,27 @@ std::size_t list_separator(std::string_view s) {
   return std::string_view::npos;
 }
 
+// A JSON member's or array item's step, as JSONPath writes it.
+void append_json_step(std::string& path, std::string_view key, std::size_t index, bool in_array) {
+  if (in_array) {
+    path += '[';
+    path += std::to_string(index);
+    path += ']';
+  } else if (plain_key(key)) {
+    path += '.';
+    path += key;
+  } else {
+    path += "[\"";
+    path += key;
+    path += "\"]";
+  }
+}
+
 // Appends a child's step to its parent's path, in that format's own notation.
 void append_step(std::string& path, body_format f, const node& child, std::size_t index, bool in_array) {
   switch (f) {
     case body_format::json:
-      if (in_array) {
-        path += '[';
-        path += std::to_string(index);
-        path += ']';
-      } else if (plain_key(child.key)) {
-        path += '.';
-        path += child.key;
-      } else {
-        path += "[\"";
-        path += child.key;
-        path += "\"]";
-      }
+      append_json_step(path, child.key, index, in_array);
       return;
     case body_format::xml:
       path += '/';
@@ -115,16 +121,19 @@ void append_step(std::string& path, body_format f, const node& child, std::size_
 // Whether a scalar's text is spelled as it is in the source it was parsed from, so that a
 // known form in the text is also an occurrence inside the node's source range. JSON escapes
 // and percent-encoding always change the length.
+bool verbatim_json(node::type kind, std::size_t begin, std::size_t end, std::size_t text_size) {
+  return kind != node::type::string || end - begin == text_size + 2;
+}
+
 bool verbatim(const node& n, body_format f) {
   if (n.end == 0) {
     return false;
   }
-  const std::size_t spelled = n.end - n.begin;
   switch (f) {
     case body_format::json:
-      return n.kind != node::type::string || spelled == n.text.size() + 2;
+      return verbatim_json(n.kind, n.begin, n.end, n.text.size());
     case body_format::form:
-      return spelled == n.key.size() + 1 + n.text.size();
+      return n.end - n.begin == n.key.size() + 1 + n.text.size();
     default:
       return false;
   }
@@ -413,103 +422,6 @@ struct engine::scan {
     }
   }
 
-  // Whether leaf() and walk() would find nothing in a JSON text, decided in one pass without
-  // building its tree. Each scalar gets the same checks as in leaf() (could_match(), then the
-  // pattern detectors); the pass stops, and the full walk takes over, at the first finding, at
-  // anything that needs a path or a second level (values inside values, lists in a string, a
-  // coordinate reading), and at any key an object or list detector pairs with others. Most SDK
-  // event batches carry none of these, and building and walking the tree costs several times
-  // the pass. Invalid JSON also takes the full path.
-  struct json_skim final : json_visitor {
-    struct member_key {
-      const std::string* raw = nullptr;  // the map's key (node-based: it never moves)
-      std::string norm;
-      key_verdict verdict;
-      const member_key* next = nullptr;  // the key that followed this one last time
-      // The last value of this key that took the full checks and was clean: event batches
-      // repeat values such as event names under the same key, and the checks are pure.
-      std::string clean_value;
-      bool clean_is_string = false;
-      bool has_clean = false;
-    };
-    const scan& s;
-    std::unordered_map<std::string, member_key, string_hash, std::equal_to<>> keys;  // by raw name
-    member_key* current = nullptr;
-    const bool unnamed_interesting;  // the verdict for array items, which have no key
-    std::vector<pattern_hit> hits;
-
-    // Keys and repeated values are a few bytes long: a loop beats the call to memcmp.
-    static bool same_key(std::string_view a, std::string_view b) {
-      if (a.size() != b.size()) {
-        return false;
-      }
-      for (std::size_t i = 0; i < a.size(); ++i) {
-        if (a[i] != b[i]) {
-          return false;
-        }
-      }
-      return true;
-    }
-    explicit json_skim(const scan& owner) : s(owner), unnamed_interesting(owner.interesting_key_cached("")) {}
-    // Event batches repeat one sequence of keys: the key that followed this one last time is
-    // tried before the hash table.
-    bool key(std::string_view raw) override {
-      member_key* found = nullptr;
-      if (current != nullptr && current->next != nullptr && same_key(*current->next->raw, raw)) {
-        found = const_cast<member_key*>(current->next);
-      } else {
-        auto it = keys.find(raw);
-        if (it == keys.end()) {
-          std::string norm = normalize_key(raw);
-          const key_verdict verdict = s.judge_key(norm);
-          it = keys.emplace(std::string(raw), member_key{nullptr, std::move(norm), verdict, nullptr, {}, false, false}).first;
-          it->second.raw = &it->first;
-        }
-        found = &it->second;
-        if (current != nullptr) {
-          current->next = found;
-        }
-      }
-      current = found;
-      return keep_going(!current->verdict.structural);
-    }
-    bool scalar(std::string_view text, bool is_string, bool member) override {
-      if (member && current->has_clean && current->clean_is_string == is_string &&
-          same_key(current->clean_value, text)) {
-        return true;
-      }
-      if (list_item_candidate(text)) {
-        return keep_going(false);  // a package name or BSSID, maybe one of a list
-      }
-      if (!s.could_match_given(member ? current->verdict.interesting : unnamed_interesting, text)) {
-        return true;
-      }
-      bool reading = false;
-      s.fix_readings_in(text, [&](std::string_view) { reading = true; });
-      if (reading || has_percent_escape(text) || looks_base64(text) ||
-          (text.size() >= 2 && (text.front() == '{' || text.front() == '[')) ||
-          (is_string && list_separator(text) != std::string_view::npos)) {
-        return keep_going(false);
-      }
-      hits.clear();
-      scan_scalar(member ? std::string_view(current->norm) : std::string_view(), text, hits);
-      if (member && hits.empty()) {
-        current->clean_value.assign(text);
-        current->clean_is_string = is_string;
-        current->has_clean = true;
-      }
-      return keep_going(hits.empty());
-    }
-    bool keep_going(bool nothing) {
-      stopped = !nothing;
-      return nothing;
-    }
-  };
-  bool nothing_in_json(std::string_view data) const {
-    json_skim skim(*this);
-    return visit_json(data, skim) == json_visit::complete;
-  }
-
   static bool interesting_key(std::string_view k) {
     static constexpr std::string_view words[] = {
         "imei", "meid", "imsi", "iccid", "sim", "serial", "android", "oaid", "gaid", "idfa", "adid", "advert", "aaid",
@@ -635,15 +547,19 @@ struct engine::scan {
     std::size_t from = 0;  // that node's begin, less the longest form
   };
   bool known_in(const node& n, body_format f, located_hits& at) const {
+    return known_in(n.begin, n.end, verbatim(n, f), at);
+  }
+  // For a scalar spelled at [begin, end) of the buffer, `verbatim` as verbatim() says.
+  bool known_in(std::size_t begin, std::size_t end, bool verbatim, located_hits& at) const {
     const auto& spans = at.hits.spans;
     if (at.hits.forms.empty()) {
       return false;
     }
-    if (!verbatim(n, f)) {
+    if (!verbatim) {
       return true;
     }
     // Occurrences are ordered by begin and none is longer than the longest form.
-    const std::size_t from = n.begin > e.known_.longest_form() ? n.begin - e.known_.longest_form() : 0;
+    const std::size_t from = begin > e.known_.longest_form() ? begin - e.known_.longest_form() : 0;
     if (from < at.from) {  // not in source order after all: search again
       at.next = static_cast<std::size_t>(
           std::lower_bound(spans.begin(), spans.end(), std::make_pair(from, std::size_t{0})) - spans.begin());
@@ -652,8 +568,8 @@ struct engine::scan {
     while (at.next < spans.size() && spans[at.next].first < from) {
       ++at.next;
     }
-    for (std::size_t i = at.next; i < spans.size() && spans[i].first < n.end; ++i) {
-      if (spans[i].second > n.begin) {
+    for (std::size_t i = at.next; i < spans.size() && spans[i].first < end; ++i) {
+      if (spans[i].second > begin) {
         return true;
       }
     }
@@ -740,6 +656,205 @@ struct engine::scan {
     }
   }
 
+  // walk() for a JSON text, without its tree: the same findings in the same order, for texts
+  // whose findings all lie in single scalars with nothing inside them. It hands over to the
+  // tree walk (stops) at anything that needs the tree or a second level: values inside
+  // values, lists in a string, a key an object or list detector pairs with others, and a
+  // package name or BSSID where a list could count it. Most SDK event batches need none of
+  // these, even those with identifiers in every event, and building and walking the tree
+  // costs several times this pass. Invalid JSON also goes to the tree path.
+  struct json_walk final : json_visitor {
+    struct outcome {
+      std::string value;
+      node::type kind = node::type::other;
+      bool known = false;               // the known-value match was part of it
+      bool candidate = false;           // list_item_candidate(value)
+      std::vector<finding> findings;    // `where` left empty
+    };
+    struct member_key {
+      const std::string* raw = nullptr;  // the map's key (node-based: it never moves)
+      std::string norm;
+      key_verdict verdict;
+      const member_key* next = nullptr;  // the key that followed this one last time
+      // What leaf() made of the last few values under this key: event batches repeat event
+      // names and identifiers under the same key, and leaf() is pure apart from the findings.
+      std::array<outcome, 4> outcomes;
+      std::uint8_t used = 0;  // outcomes filled, up to their number
+      std::uint8_t next_outcome = 0;
+    };
+    struct frame {
+      bool object;
+      bool item;              // the container is an array's item, where scan_list() looks
+      std::size_t items = 0;  // arrays: children begun so far
+      member_key* key = nullptr;  // objects: the member being read
+    };
+    scan& s;
+    const std::string& prefix;
+    const chain_t& chain;
+    const int depth;
+    located_hits& hits;
+    std::unordered_map<std::string, member_key, string_hash, std::equal_to<>> keys;  // by raw name
+    std::vector<frame> frames;
+    member_key* current = nullptr;
+    const bool unnamed_interesting;  // the verdict for array items, which have no key
+    const bool any_known;            // the buffer holds a known form somewhere
+    std::string path;                // place()'s
+
+    json_walk(scan& owner, const std::string& prefix, const chain_t& chain, int depth, located_hits& hits)
+        : s(owner),
+          prefix(prefix),
+          chain(chain),
+          depth(depth),
+          hits(hits),
+          unnamed_interesting(owner.interesting_key_cached("")),
+          any_known(!hits.hits.forms.empty()) {}
+
+    // Keys and repeated values are a few bytes long: a loop beats the call to memcmp.
+    static bool same_text(std::string_view a, std::string_view b) {
+      if (a.size() != b.size()) {
+        return false;
+      }
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        if (a[i] != b[i]) {
+          return false;
+        }
+      }
+      return true;
+    }
+    bool hand_over() {
+      if (getenv("LS_DEBUG")) fprintf(stderr, "hand over at %s\n", path.c_str());
+      stopped = true;
+      return false;
+    }
+    // Counts a new child of the innermost container; whether it is an array item.
+    bool child() {
+      if (frames.empty() || frames.back().object) {
+        return false;
+      }
+      ++frames.back().items;
+      return true;
+    }
+    bool open(bool object) override {
+      const bool item = child();
+      frames.push_back({object, item, 0, nullptr});
+      return true;
+    }
+    bool close() override {
+      frames.pop_back();
+      return true;
+    }
+    // Event batches repeat one sequence of keys: the key that followed this one last time is
+    // tried before the hash table.
+    bool key(std::string_view raw) override {
+      member_key* found = nullptr;
+      if (current != nullptr && current->next != nullptr && same_text(*current->next->raw, raw)) {
+        found = const_cast<member_key*>(current->next);
+      } else {
+        auto it = keys.find(raw);
+        if (it == keys.end()) {
+          std::string norm = normalize_key(raw);
+          const key_verdict verdict = s.judge_key(norm);
+          it = keys.emplace(std::string(raw), member_key{nullptr, std::move(norm), verdict, nullptr, {}, 0, 0}).first;
+          it->second.raw = &it->first;
+        }
+        found = &it->second;
+        if (current != nullptr) {
+          current->next = found;
+        }
+      }
+      current = found;
+      frames.back().key = found;
+      return !found->verdict.structural || hand_over();
+    }
+    bool scalar(node::type kind, std::string_view text, std::size_t begin, std::size_t end) override {
+      const bool item = child();
+      if (kind == node::type::other) {
+        return true;  // true, false and null: nothing to find
+      }
+      member_key* k = !frames.empty() && frames.back().object ? frames.back().key : nullptr;
+      // Where scan_list() would look at the value: an array item, or a member of one.
+      const bool listed = item || (k != nullptr && frames.back().item);
+      const bool known_here =
+          any_known && s.known_in(begin, end, verbatim_json(kind, begin, end, text.size()), hits);
+      if (k != nullptr) {
+        for (std::size_t i = 0; i < k->used; ++i) {
+          const auto& o = k->outcomes[i];
+          if (o.kind == kind && same_text(o.value, text) && (o.known == known_here || (o.known && o.findings.empty()))) {
+            if (o.candidate && listed) {
+              return hand_over();
+            }
+            if (!o.findings.empty()) {
+              const std::string where = prefix + place();
+              for (const auto& f : o.findings) {
+                s.out.findings.push_back(f);
+                s.out.findings.back().where = where;
+              }
+            }
+            return true;
+          }
+        }
+      }
+      if (listed && list_item_candidate(text)) {
+        return hand_over();  // a package name or BSSID, maybe one of a list
+      }
+      if (!known_here && !s.could_match_given(k != nullptr ? k->verdict.interesting : unnamed_interesting, text)) {
+        return true;
+      }
+      if (has_percent_escape(text) || looks_base64(text) ||
+          (text.size() >= 2 && (text.front() == '{' || text.front() == '[')) ||
+          (kind == node::type::string && list_separator(text) != std::string_view::npos)) {
+        return hand_over();
+      }
+      const std::size_t findings = s.out.findings.size();
+      const auto effects = s.side_effects();
+      static const std::string no_key;
+      s.leaf(k != nullptr ? k->norm : no_key, text, prefix + place(), chain, depth, known_here);
+      if (k != nullptr && s.side_effects() == effects) {
+        auto& o = k->outcomes[k->next_outcome];
+        k->next_outcome = static_cast<std::uint8_t>((k->next_outcome + 1) % k->outcomes.size());
+        k->used = std::max(k->used, k->next_outcome == 0 ? static_cast<std::uint8_t>(k->outcomes.size()) : k->next_outcome);
+        o.value.assign(text);
+        o.kind = kind;
+        o.known = known_here;
+        o.candidate = !listed && list_item_candidate(text);
+        o.findings.assign(s.out.findings.begin() + static_cast<std::ptrdiff_t>(findings), s.out.findings.end());
+        for (auto& f : o.findings) {
+          f.where.clear();
+        }
+      }
+      return true;
+    }
+    // The JSONPath of the value being read.
+    const std::string& place() {
+      path.assign(root_path(body_format::json));
+      for (const auto& f : frames) {
+        append_json_step(path, f.object ? std::string_view(*f.key->raw) : std::string_view(), f.items - 1, !f.object);
+      }
+      return path;
+    }
+  };
+  // What leaf() can change besides adding findings, as sizes: equal sizes before and after a
+  // leaf() that handed nothing to nested() mean it changed nothing else (the maps only gain).
+  std::array<std::size_t, 6> side_effects() const {
+    return {contacts.size(), sms_tags.size(), sms_codes.size(), apps.size(), numbers.size(), out.incomplete.size()};
+  }
+  // Runs json_walk; when it hands over, undoes what it reported and returns false.
+  bool walk_json(std::string_view data, const std::string& prefix, const chain_t& chain, int depth,
+                 const known_hits& hits) {
+    const std::size_t findings = out.findings.size();
+    const std::size_t readings = numbers.size();
+    auto before = std::make_tuple(contacts, sms_tags, sms_codes, apps);
+    located_hits located{hits};
+    json_walk w(*this, prefix, chain, depth, located);
+    if (visit_json(data, w) == json_visit::complete) {
+      return true;
+    }
+    out.findings.erase(out.findings.begin() + static_cast<std::ptrdiff_t>(findings), out.findings.end());
+    numbers.erase(numbers.begin() + static_cast<std::ptrdiff_t>(readings), numbers.end());
+    std::tie(contacts, sms_tags, sms_codes, apps) = std::move(before);
+    return false;
+  }
+
   // Pattern findings of a structure, placed at `prefix + path`.
   void report(std::vector<pattern_hit>& found, const std::string& prefix, const std::string& path, const chain_t& chain) {
     if (found.empty()) {
@@ -802,7 +917,11 @@ struct engine::scan {
               std::string_view content_type) {
     const auto hits = e.known_.match(data, true);
     const body_format f = sniff_format(data, content_type);
-    if (f == body_format::json && hits.forms.empty() && nothing_in_json(data)) {
+    const std::size_t before = out.findings.size();
+    const std::string prefix = where + (where.empty() ? "" : (depth == 0 && where == "body" ? "." : "/")) + format_name(f) + ":";
+    const chain_t inner = plus(chain, {format_name(f)});
+    if (f == body_format::json && e.limits_.json_without_tree && walk_json(data, prefix, inner, depth, hits)) {
+      unplaced_known(hits, before, where, chain);
       return;
     }
     std::optional<node> root;
@@ -817,31 +936,35 @@ struct engine::scan {
       }
       return;
     }
-    const std::size_t before = out.findings.size();
-    const std::string prefix = where + (where.empty() ? "" : (depth == 0 && where == "body" ? "." : "/")) + format_name(f) + ":";
-    const bool known_here = !hits.forms.empty();
     std::string path = root_path(f);
     located_hits located{hits};
-    walk(*root, f, prefix, path, plus(chain, {format_name(f)}), depth, located);
-    // Profile values the leaves did not account for (in keys, across fields, in raw bytes) are
-    // still reported, at the level of the whole buffer.
-    if (known_here) {
-      std::set<std::string> found;
-      for (std::size_t i = before; i < out.findings.size(); ++i) {
-        if (out.findings[i].source == std::string("known")) {
-          found.insert(out.findings[i].category + '\0' + out.findings[i].value);
-        }
-      }
-      known_hits rest;
-      for (const auto* form : hits.forms) {
-        const bool special = form->kind == kind_contact || form->kind == kind_sms_tag || form->kind == kind_sms_code ||
-                             form->kind == "installed_apps";
-        if (!special && !found.count(form->kind + '\0' + e.known_.value(form->value))) {
-          rest.forms.push_back(form);
-        }
-      }
-      known(rest, where, chain);
+    walk(*root, f, prefix, path, inner, depth, located);
+    unplaced_known(hits, before, where, chain);
+  }
+
+  // Profile values the leaves since finding `before` did not account for (in keys, across
+  // fields, in raw bytes) are still reported, at the level of the whole buffer.
+  void unplaced_known(const known_hits& hits, std::size_t before, const std::string& where, const chain_t& chain) {
+    if (hits.forms.empty()) {
+      return;
     }
+    // Views: a batch with an identifier per event has thousands of these findings.
+    std::set<std::pair<std::string_view, std::string_view>> found;
+    for (std::size_t i = before; i < out.findings.size(); ++i) {
+      const auto& f = out.findings[i];
+      if (f.source == std::string_view("known")) {
+        found.emplace(f.category, f.value);
+      }
+    }
+    known_hits rest;
+    for (const auto* form : hits.forms) {
+      const bool special = form->kind == kind_contact || form->kind == kind_sms_tag || form->kind == kind_sms_code ||
+                           form->kind == "installed_apps";
+      if (!special && !found.count({form->kind, e.known_.value(form->value)})) {
+        rest.forms.push_back(form);
+      }
+    }
+    known(rest, where, chain);
   }
 
   void leaf_text(const std::string& key, std::string_view text, const std::string& where, const chain_t& chain, int depth) {
@@ -975,7 +1098,7 @@ struct engine::scan {
     // An event batch repeats one identifier in every event: one finding per value and form
     // with a count, not thousands of records that differ only in a list index.
     std::vector<finding> unique;
-    std::unordered_map<std::string, std::size_t, string_hash, std::equal_to<>> by_shape;
+    std::unordered_map<std::string, std::size_t> by_shape;  // shapes are long: not string_hash
     std::string shape;
     for (std::size_t i = 0; i < out.findings.size(); ++i) {
       if (!keep[i]) {

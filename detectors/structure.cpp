@@ -3,7 +3,6 @@
 #include "detectors/decode.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -70,7 +69,7 @@ std::string lower(std::string_view s) {
 
 // A strict RFC 8259 push parser: it reports keys, scalars and container boundaries to a
 // handler and builds nothing itself, so the same grammar serves the tree (parse_json) and the
-// scan that decides without a tree whether a body holds anything worth one (visit_json).
+// walk without a tree (visit_json).
 // Bounded depth and node count; any error, or a handler returning false, stops it.
 //
 // Handler: on_begin(kind, at) / on_end(at) around containers (the offsets of the opening
@@ -421,23 +420,14 @@ struct tree_builder {
   }
 };
 
-// Tells a json_visitor whether each scalar is an object member.
+// Hands the parser's events to a json_visitor.
 struct visit_adapter {
   json_visitor& v;
-  // Whether each open container is an object; the parser bounds the depth.
-  std::array<bool, max_structure_depth + 1> in_object{};
-  std::size_t depth = 0;
-  bool on_begin(node::type kind, std::size_t) {
-    in_object[depth++] = kind == node::type::object;
-    return true;
-  }
-  bool on_end(std::size_t) {
-    --depth;
-    return true;
-  }
+  bool on_begin(node::type kind, std::size_t) { return v.open(kind == node::type::object); }
+  bool on_end(std::size_t) { return v.close(); }
   bool on_key(std::string_view k) { return v.key(k); }
-  bool on_scalar(node::type kind, std::string_view text, std::size_t, std::size_t) {
-    return kind == node::type::other || v.scalar(text, kind == node::type::string, depth > 0 && in_object[depth - 1]);
+  bool on_scalar(node::type kind, std::string_view text, std::size_t begin, std::size_t end) {
+    return v.scalar(kind, text, begin, end);
   }
 };
 

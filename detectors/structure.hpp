@@ -33,16 +33,17 @@ constexpr std::size_t max_structure_nodes = 200'000;
 // Keys come out normalised (node::norm), as from parse_body().
 std::optional<node> parse_json(std::string_view text);
 
-// Receives every member name and scalar of a JSON text, without a tree being built: key() with
-// the raw name before each object member, scalar() for strings (decoded), numbers (as
-// spelled); `member` says the scalar is the value of the last key() rather than an array item
-// or the whole document. true/false/null are not reported. Views are valid during the call.
-// Returning false stops the visit; set `stopped` first so the caller can tell a stop from a
-// syntax error.
+// Receives a JSON text's structure without a tree being built: open()/close() around each
+// object or array, key() with the raw name before each object member, scalar() for strings
+// (decoded), numbers (as spelled) and true/false/null (kind `other`), with the token's source
+// range [begin, end), quotes included. Views are valid during the call. Returning false stops
+// the visit; set `stopped` first so the caller can tell a stop from a syntax error.
 struct json_visitor {
   bool stopped = false;
+  virtual bool open(bool object) = 0;
+  virtual bool close() = 0;
   virtual bool key(std::string_view raw) = 0;
-  virtual bool scalar(std::string_view text, bool is_string, bool member) = 0;
+  virtual bool scalar(node::type kind, std::string_view text, std::size_t begin, std::size_t end) = 0;
   virtual ~json_visitor() = default;
 };
 enum class json_visit { complete, stopped, invalid };

@@ -150,3 +150,89 @@ TEST_CASE("detector precision and recall on the labelled corpus") {
   }
   CHECK_MESSAGE(ok, "a category is below 0.95 precision or recall with the device profile");
 }
+
+namespace {
+
+std::string describe(const detectors::inspect_result& r) {
+  std::ostringstream out;
+  for (const auto& f : r.findings) {
+    out << f.category << " | " << f.source << " | " << f.confidence << " | " << f.where << " | ";
+    for (const auto& layer : f.encoding) {
+      out << layer << ",";
+    }
+    out << " | " << f.value << " | x" << f.count << "\n";
+  }
+  for (const auto& i : r.incomplete) {
+    out << "incomplete " << i << "\n";
+  }
+  return out.str();
+}
+
+// Event batches built so that the walk without a tree completes on some and hands over to the
+// tree walk on others, part-way through: every effect of a leaf it has to get right or undo.
+std::vector<std::string> event_batches() {
+  const std::string neutral = R"({"name":"page_view","ts":1732300000,"page":"/shop/item/7","net":"wifi"})";
+  const std::vector<std::string> tails = {
+      // completes: identifiers per event, escapes, keys JSONPath must quote, duplicate keys
+      R"({"dev":{"imei":"865432101234564","mac":"02:1a:11:f0:5b:3c","tel":"13912345678"}})",
+      R"({"dev":{"imei":"865432101234564","imei":"865432101234564"}})",
+      R"({"who":"\u5f20\u4e09 13900001111","x y":"13812345678","n":[1,true,null,"865432101234564"]})",
+      R"({"note":"imei 865432101234564 sent","sms":"\u3010\u6d4b\u8bd5\u3011\u60a8\u7684\u9a8c\u8bc1\u7801\u662f 482913"})",
+      R"({"c1":"13900001111","c2":"13900002222","app":"com.tencent.mm","app2":"com.sina.weibo"})",
+      R"({"price":116.40,"amount":39.91,"qty":3})",
+      R"({"aid":"9774d56d682e549c","gaid":"a1b2c3d4-0000-4a5b-9c8d-112233445566","id":"110105194912310021"})",
+      "865432101234564",
+      // hands over: a structural key, list items, values inside values, lists in a string
+      R"({"dev":{"imei":"865432101234564"},"loc":{"lat":39.9091,"lng":116.3982}})",
+      R"({"dev":{"imei":"865432101234564"},"wifi":["3c:5a:b4:01:02:03","3c:5a:b4:01:02:04"]})",
+      R"({"dev":{"imei":"865432101234564"},"aps":[{"bssid":"3c:5a:b4:01:02:03"},{"bssid":"aa:bb:cc:dd:ee:01"}]})",
+      R"({"dev":{"imei":"865432101234564"},"blob":"eyJpbWVpIjoiODY1NDMyMTAxMjM0NTY0In0="})",
+      R"({"dev":{"imei":"865432101234564"},"q":"imei%3D865432101234564"})",
+      R"({"dev":{"imei":"865432101234564"},"to":"13912345678,13812345678"})",
+      R"({"dev":{"imei":"865432101234564"},"inner":"{\"tel\":\"13812345678\"}"})",
+      R"({"dev":{"imei":"865432101234564"},"people":[{"name":"Li","tel":"13912345678"}]})",
+      R"({"dev":{"imei":"865432101234564"},"bad":)",
+  };
+  std::vector<std::string> out;
+  for (const auto& tail : tails) {
+    for (const int n : {0, 3}) {
+      std::string events;
+      for (int i = 0; i < n; ++i) {
+        events += neutral + "," + tail + ",";
+      }
+      out.push_back(R"({"events":[)" + events + tail + "]}");
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// JSON texts are walked without their tree where that gives the same findings (json_walk in
+// engine.cpp). On every corpus request and on batches built to take either path, the findings
+// must be the tree walk's, field for field and in order.
+TEST_CASE("the JSON walk without a tree finds exactly what the tree walk finds") {
+  const auto profile = config::load_device_profile(data_dir / "profile.yaml");
+  detectors::engine_limits tree_only;
+  tree_only.json_without_tree = false;
+  const detectors::engine fast(profile, {});
+  const detectors::engine tree(profile, tree_only);
+  std::vector<detectors::http_request> requests;
+  for (auto& s : load_corpus()) {
+    requests.push_back(std::move(s.request));
+  }
+  for (const auto& body : event_batches()) {
+    detectors::http_request r;
+    r.method = "POST";
+    r.scheme = "https";
+    r.host = "sdk.example";
+    r.target = "/collect";
+    r.headers = {{"Content-Type", "application/json"}};
+    r.body = body;
+    requests.push_back(r);
+  }
+  for (const auto& r : requests) {
+    CAPTURE(r.body.substr(0, 300));
+    CHECK(describe(fast.inspect(r)) == describe(tree.inspect(r)));
+  }
+}

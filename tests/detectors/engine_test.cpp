@@ -171,9 +171,9 @@ TEST_CASE("percent decoding") {
   CHECK(percent_decode("a+b", false) == "a+b");
 }
 
-// JSON bodies in which no detector can fire are decided without building a tree (the skim in
-// engine.cpp); each body here hides something only the tree walk reports, behind a batch of
-// neutral events, and must still be found, at its path.
+// JSON bodies are walked without building a tree where they can be (json_walk in engine.cpp);
+// each body here hides something only the tree walk reports, behind a batch of neutral
+// events, and must still be found, at its path.
 TEST_CASE("JSON findings that need the tree are still found behind neutral events") {
   config::device_profile p;
   p.location = config::location_fix{39.9087, 116.3975, 2000};

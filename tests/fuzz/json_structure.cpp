@@ -9,8 +9,10 @@ namespace {
 
 struct counter final : json_visitor {
   std::size_t scalars = 0;
+  bool open(bool) override { return true; }
+  bool close() override { return true; }
   bool key(std::string_view) override { return true; }
-  bool scalar(std::string_view, bool, bool) override {
+  bool scalar(node::type, std::string_view, std::size_t, std::size_t) override {
     ++scalars;
     return true;
   }
