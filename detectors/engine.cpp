@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 #include <tuple>
@@ -48,7 +50,10 @@ std::string header_value(const http_request& r, const char* name) {
 }
 
 bool plain_key(std::string_view k) {
-  return !k.empty() && std::all_of(k.begin(), k.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; });
+  // ASCII only, and without the locale lookup of std::isalnum: called for every step of a place.
+  return !k.empty() && std::all_of(k.begin(), k.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  });
 }
 
 // A place with every list index written as [*]: "body.json:$.events[12].imei" becomes
@@ -231,6 +236,38 @@ bool looks_encrypted(std::string_view data) {
   // Random bytes reach ~7.9 bits for a few KiB; base64 text stays at 6, JSON and text below 5.
   return entropy > (data.size() < 4096 ? 7.0 : 7.5);
 }
+
+// Indices into a vector, found by a hash and an equality on what they index: open addressing
+// in one array, since a node-based set allocates once per entry and a batch with an
+// identifier per event makes thousands of findings.
+class index_table {
+ public:
+  explicit index_table(std::size_t capacity) : mask_(std::bit_ceil(2 * capacity + 2) - 1), slots_(mask_ + 1) {}
+
+  // The index stored under `hash` that `same(index)` accepts; else stores `index` and
+  // returns it.
+  template <class Same>
+  std::size_t find_or_add(std::size_t hash, std::size_t index, Same&& same) {
+    for (std::size_t i = hash & mask_;; i = (i + 1) & mask_) {
+      auto& slot = slots_[i];
+      if (slot.index == 0) {
+        slot = {hash, index + 1};
+        return index;
+      }
+      if (slot.hash == hash && same(slot.index - 1)) {
+        return slot.index - 1;
+      }
+    }
+  }
+
+ private:
+  struct slot {
+    std::size_t hash = 0;
+    std::size_t index = 0;  // plus one; 0 is an empty slot
+  };
+  std::size_t mask_;
+  std::vector<slot> slots_;
+};
 
 struct location_candidate {
   std::string text;
@@ -665,6 +702,7 @@ struct engine::scan {
   // costs several times this pass. Invalid JSON also goes to the tree path.
   struct json_walk final : json_visitor {
     struct outcome {
+      std::uint64_t print = 0;  // fingerprint(value)
       std::string value;
       node::type kind = node::type::other;
       bool known = false;               // the known-value match was part of it
@@ -721,6 +759,16 @@ struct engine::scan {
       }
       return true;
     }
+    // Length and first and last eight bytes: values under one key that differ mostly differ
+    // there (timestamps, ids), so most misses cost one comparison instead of a byte loop.
+    static std::uint64_t fingerprint(std::string_view v) {
+      std::uint64_t first = 0;
+      std::uint64_t last = 0;
+      const std::size_t n = std::min<std::size_t>(v.size(), 8);
+      std::memcpy(&first, v.data(), n);
+      std::memcpy(&last, v.data() + v.size() - n, n);
+      return (first ^ (last * 0x9e3779b97f4a7c15ull)) + v.size();
+    }
     bool hand_over() {
       if (getenv("LS_DEBUG")) fprintf(stderr, "hand over at %s\n", path.c_str());
       stopped = true;
@@ -776,19 +824,17 @@ struct engine::scan {
       const bool listed = item || (k != nullptr && frames.back().item);
       const bool known_here =
           any_known && s.known_in(begin, end, verbatim_json(kind, begin, end, text.size()), hits);
+      const std::uint64_t print = k != nullptr && k->used > 0 ? fingerprint(text) : 0;
       if (k != nullptr) {
         for (std::size_t i = 0; i < k->used; ++i) {
           const auto& o = k->outcomes[i];
-          if (o.kind == kind && same_text(o.value, text) && (o.known == known_here || (o.known && o.findings.empty()))) {
+          if (o.print == print && o.kind == kind && same_text(o.value, text) &&
+              (o.known == known_here || (o.known && o.findings.empty()))) {
             if (o.candidate && listed) {
               return hand_over();
             }
             if (!o.findings.empty()) {
-              const std::string where = prefix + place();
-              for (const auto& f : o.findings) {
-                s.out.findings.push_back(f);
-                s.out.findings.back().where = where;
-              }
+              replay(o);
             }
             return true;
           }
@@ -805,24 +851,40 @@ struct engine::scan {
           (kind == node::type::string && list_separator(text) != std::string_view::npos)) {
         return hand_over();
       }
+      inspect_leaf(k, kind, text, listed, known_here);
+      return true;
+    }
+    // leaf() on a value, and what it made of it kept under its key. Out of line: most values
+    // never get here, and scalar()'s own path stays short.
+    [[gnu::noinline]] void inspect_leaf(member_key* k, node::type kind, std::string_view text, bool listed,
+                                        bool known_here) {
       const std::size_t findings = s.out.findings.size();
       const auto effects = s.side_effects();
       static const std::string no_key;
       s.leaf(k != nullptr ? k->norm : no_key, text, prefix + place(), chain, depth, known_here);
-      if (k != nullptr && s.side_effects() == effects) {
-        auto& o = k->outcomes[k->next_outcome];
-        k->next_outcome = static_cast<std::uint8_t>((k->next_outcome + 1) % k->outcomes.size());
-        k->used = std::max(k->used, k->next_outcome == 0 ? static_cast<std::uint8_t>(k->outcomes.size()) : k->next_outcome);
-        o.value.assign(text);
-        o.kind = kind;
-        o.known = known_here;
-        o.candidate = !listed && list_item_candidate(text);
-        o.findings.assign(s.out.findings.begin() + static_cast<std::ptrdiff_t>(findings), s.out.findings.end());
-        for (auto& f : o.findings) {
-          f.where.clear();
-        }
+      if (k == nullptr || s.side_effects() != effects) {
+        return;
       }
-      return true;
+      auto& o = k->outcomes[k->next_outcome];
+      k->next_outcome = static_cast<std::uint8_t>((k->next_outcome + 1) % k->outcomes.size());
+      k->used = std::max(k->used, k->next_outcome == 0 ? static_cast<std::uint8_t>(k->outcomes.size()) : k->next_outcome);
+      o.print = fingerprint(text);
+      o.value.assign(text);
+      o.kind = kind;
+      o.known = known_here;
+      o.candidate = !listed && list_item_candidate(text);
+      o.findings.assign(s.out.findings.begin() + static_cast<std::ptrdiff_t>(findings), s.out.findings.end());
+      for (auto& f : o.findings) {
+        f.where.clear();
+      }
+    }
+    // Adds a kept outcome's findings at the value being read.
+    [[gnu::noinline]] void replay(const outcome& o) {
+      const std::string where = prefix + place();
+      for (const auto& f : o.findings) {
+        s.out.findings.push_back(f);
+        s.out.findings.back().where = where;
+      }
     }
     // The JSONPath of the value being read.
     const std::string& place() {
@@ -953,7 +1015,7 @@ struct engine::scan {
     for (std::size_t i = before; i < out.findings.size(); ++i) {
       const auto& f = out.findings[i];
       if (f.source == std::string_view("known")) {
-        found.emplace(f.category, f.value);
+        found.insert({f.category, f.value});  // not emplace, which allocates a node before it looks
       }
     }
     known_hits rest;
@@ -1086,21 +1148,30 @@ struct engine::scan {
 
   // Known findings win over pattern findings of the same category in the same place; repeats go.
   void finish() {
-    std::vector<bool> keep(out.findings.size(), true);
+    const std::size_t n = out.findings.size();
+    std::vector<bool> keep(n, true);
     drop_covered_patterns(keep);
-    // Repeats of one category, place and value: the first stays. Keys are views into the
-    // findings, so a body with thousands of them builds no strings here.
-    std::unordered_set<std::size_t, place_hash, same_place> seen(out.findings.size(), place_hash{out.findings},
-                                                                 same_place{out.findings});
-    for (std::size_t i = 0; i < out.findings.size(); ++i) {
-      keep[i] = keep[i] && seen.insert(i).second;
+    // Repeats of one category, place and value: the first stays.
+    const std::hash<std::string_view> hash;
+    index_table places(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!keep[i]) {
+        continue;
+      }
+      const auto& f = out.findings[i];
+      const std::size_t h = hash(f.where) ^ (hash(f.value) * 31) ^ (hash(f.category) * 131);
+      keep[i] = places.find_or_add(h, i, [&](std::size_t j) {
+        const auto& g = out.findings[j];
+        return f.where == g.where && f.value == g.value && f.category == g.category;
+      }) == i;
     }
     // An event batch repeats one identifier in every event: one finding per value and form
     // with a count, not thousands of records that differ only in a list index.
     std::vector<finding> unique;
-    std::unordered_map<std::string, std::size_t> by_shape;  // shapes are long: not string_hash
+    std::vector<std::string> unique_shapes;
+    index_table shapes(n);
     std::string shape;
-    for (std::size_t i = 0; i < out.findings.size(); ++i) {
+    for (std::size_t i = 0; i < n; ++i) {
       if (!keep[i]) {
         continue;
       }
@@ -1116,34 +1187,19 @@ struct engine::scan {
         shape += '\0';
         shape += layer;
       }
-      if (const auto it = by_shape.find(shape); it != by_shape.end()) {
-        ++unique[it->second].count;
+      const std::size_t u = shapes.find_or_add(hash(shape), unique.size(),
+                                               [&](std::size_t j) { return unique_shapes[j] == shape; });
+      if (u < unique.size()) {
+        ++unique[u].count;
         continue;
       }
-      by_shape.emplace(shape, unique.size());
+      unique_shapes.push_back(shape);
       unique.push_back(std::move(f));
     }
     out.findings = std::move(unique);
     std::sort(out.incomplete.begin(), out.incomplete.end());
     out.incomplete.erase(std::unique(out.incomplete.begin(), out.incomplete.end()), out.incomplete.end());
   }
-
-  struct place_hash {
-    const std::vector<finding>& findings;
-    std::size_t operator()(std::size_t i) const {
-      const auto& f = findings[i];
-      const std::hash<std::string_view> h;
-      return h(f.where) ^ (h(f.value) * 31) ^ (h(f.category) * 131);
-    }
-  };
-  struct same_place {
-    const std::vector<finding>& findings;
-    bool operator()(std::size_t a, std::size_t b) const {
-      const auto& x = findings[a];
-      const auto& y = findings[b];
-      return x.where == y.where && x.value == y.value && x.category == y.category;
-    }
-  };
 
   // A pattern finding is covered by a known one of its category at the same place or inside
   // it (a lat/lng object and its lat member), and by a known one of any category for the same
