@@ -41,14 +41,36 @@ std::string line(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 
 // A string's bytes inside JSON quotes, escaped as nlohmann escapes them (ensure_ascii off):
 // the two-character escapes, \u00XX for other control characters, every other byte as is.
+// The first byte from `i` that JSON must escape ('"', '\\' or a control character), or the
+// end: 16 bytes per step where SSE2 is available, as every x86-64 has it.
+std::size_t next_to_escape(std::string_view v, std::size_t i) {
+  const std::size_t n = v.size();
+#if defined(__SSE2__)
+  const __m128i control_max = _mm_set1_epi8(0x1f);
+  for (; i + 16 <= n; i += 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v.data() + i));
+    const __m128i stop = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+        _mm_cmpeq_epi8(_mm_max_epu8(x, control_max), control_max));
+    if (const int mask = _mm_movemask_epi8(stop); mask != 0) {
+      return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+    }
+  }
+#endif
+  for (; i < n; ++i) {
+    const char c = v[i];
+    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) {
+      return i;
+    }
+  }
+  return n;
+}
+
 void append_escaped(std::string& out, std::string_view v) {
   // Bodies are up to capture.max_inspect_body: runs that need no escape go in with one append.
   std::size_t run = 0;
-  for (std::size_t i = 0; i < v.size(); ++i) {
+  for (std::size_t i = next_to_escape(v, 0); i < v.size(); i = next_to_escape(v, i + 1)) {
     const char c = v[i];
-    if (c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20) {
-      continue;
-    }
     out.append(v.data() + run, i - run);
     run = i + 1;
     switch (c) {
