@@ -1205,6 +1205,9 @@ struct engine::scan {
   // it (a lat/lng object and its lat member), and by a known one of any category for the same
   // value: the profile knows a BSSID is a BSSID, whatever its shape suggests. Indexed, so a
   // body with thousands of findings stays linearithmic.
+  // How a place goes one level in: a member or item ('.', '['), an XML child or a value
+  // inside a value ('/').
+  static bool is_step(char c) { return c == '.' || c == '[' || c == '/'; }
   void drop_covered_patterns(std::vector<bool>& keep) const {
     const auto is_known = [](const finding& f) { return f.source == std::string_view("known"); };
     if (std::all_of(out.findings.begin(), out.findings.end(), is_known)) {
@@ -1235,9 +1238,15 @@ struct engine::scan {
       if (places == known_places.end()) {
         continue;
       }
-      // Every where starting with p.where sorts at or right after it.
-      const auto it = std::lower_bound(places->second.begin(), places->second.end(), p.where);
-      keep[i] = !(it != places->second.end() && it->compare(0, p.where.size(), p.where) == 0);
+      // Every where starting with p.where sorts at or right after it; one of them is inside
+      // p's place when a step follows ("$.dev.id2" is not inside "$.dev.id").
+      for (auto it = std::lower_bound(places->second.begin(), places->second.end(), p.where);
+           it != places->second.end() && it->compare(0, p.where.size(), p.where) == 0; ++it) {
+        if (it->size() == p.where.size() || is_step((*it)[p.where.size()])) {
+          keep[i] = false;
+          break;
+        }
+      }
     }
   }
 };

@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <map>
+#include <set>
 
 using namespace leakscope;
 using namespace leakscope::detectors;
@@ -280,4 +281,22 @@ TEST_CASE("known values are found in the leaves they occur in, after escapes, in
   CAPTURE(mp_places.front());
   REQUIRE(mp_places.size() == 1);
   CHECK(mp_places.front().find("dev.imei") != std::string::npos);
+}
+
+// A known value hides a pattern finding of its category at the same place or inside it, not
+// at a place whose name merely starts with the same letters.
+TEST_CASE("a known value under a longer key does not hide a pattern finding under a shorter one") {
+  const engine e(profile(), {});
+  const auto result = e.inspect(post(R"({"dev":{"imei":"490154203237518","imei2":")" + std::string(profile_imei) + R"("}})"));
+  std::set<std::string> places;
+  for (const auto& f : result.findings) {
+    places.insert(f.category + " " + f.source + " " + f.where);
+  }
+  CHECK(places.count("imei known body.json:$.dev.imei2") == 1);
+  CHECK(places.count("imei pattern body.json:$.dev.imei") == 1);
+  // Inside it, the known value still wins: the IMEI in a JSON string under the same key.
+  const auto nested = e.inspect(post(R"({"imei":"{\"imei\":\")" + std::string(profile_imei) + R"(\"}"})"));
+  for (const auto& f : nested.findings) {
+    CHECK(f.source == "known");
+  }
 }
