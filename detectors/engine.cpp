@@ -702,6 +702,7 @@ struct engine::scan {
   // costs several times this pass. Invalid JSON also goes to the tree path.
   struct json_walk final : json_visitor {
     struct outcome {
+      std::uint32_t serial = 0;  // which value this slot last held, for `tallies`
       std::uint64_t print = 0;  // fingerprint(value)
       std::string value;
       node::type kind = node::type::other;
@@ -712,8 +713,9 @@ struct engine::scan {
     struct member_key {
       const std::string* raw = nullptr;  // the map's key (node-based: it never moves)
       std::string norm;
-      key_verdict verdict;
+      key_verdict verdict{};
       const member_key* next = nullptr;  // the key that followed this one last time
+      std::uint32_t in_object = no_object;  // the serial of the object it was last read in
       // What leaf() made of the last few values under this key: event batches repeat event
       // names and identifiers under the same key, and leaf() is pure apart from the findings.
       std::array<outcome, 4> outcomes;
@@ -725,7 +727,9 @@ struct engine::scan {
       bool item;              // the container is an array's item, where scan_list() looks
       std::size_t items = 0;  // arrays: children begun so far
       member_key* key = nullptr;  // objects: the member being read
+      std::uint32_t serial = 0;   // objects: in the order they were opened
     };
+    static constexpr std::uint32_t no_object = UINT32_MAX;
     scan& s;
     const std::string& prefix;
     const chain_t& chain;
@@ -737,6 +741,15 @@ struct engine::scan {
     const bool unnamed_interesting;  // the verdict for array items, which have no key
     const bool any_known;            // the buffer holds a known form somewhere
     std::string path;                // place()'s
+    std::uint32_t objects = 0;       // opened so far
+    std::uint32_t outcomes_kept = 0;
+    // A kept outcome met again at a place that differs from an earlier one only in list
+    // indices adds to the counts of that place's findings instead of copying them: finish()
+    // would fold the copies into those findings anyway (places are unique here, and a leaf's
+    // findings never hide or are hidden by another leaf's), and a batch with identifiers in
+    // every event makes thousands. Keyed by the outcome's serial and the path's keys.
+    std::unordered_map<std::string, std::size_t> tallies;  // -> index of the first finding
+    std::string tally_key;
 
     json_walk(scan& owner, const std::string& prefix, const chain_t& chain, int depth, located_hits& hits)
         : s(owner),
@@ -784,7 +797,7 @@ struct engine::scan {
     }
     bool open(bool object) override {
       const bool item = child();
-      frames.push_back({object, item, 0, nullptr});
+      frames.push_back({object, item, 0, nullptr, object ? objects++ : 0});
       return true;
     }
     bool close() override {
@@ -800,10 +813,11 @@ struct engine::scan {
       } else {
         auto it = keys.find(raw);
         if (it == keys.end()) {
-          std::string norm = normalize_key(raw);
-          const key_verdict verdict = s.judge_key(norm);
-          it = keys.emplace(std::string(raw), member_key{nullptr, std::move(norm), verdict, nullptr, {}, 0, 0}).first;
-          it->second.raw = &it->first;
+          it = keys.try_emplace(std::string(raw)).first;
+          member_key& m = it->second;
+          m.raw = &it->first;
+          m.norm = normalize_key(raw);
+          m.verdict = s.judge_key(m.norm);
         }
         found = &it->second;
         if (current != nullptr) {
@@ -812,6 +826,10 @@ struct engine::scan {
       }
       current = found;
       frames.back().key = found;
+      if (found->in_object == frames.back().serial) {
+        return hand_over();  // a repeated member: two values at one place, which tallies cannot tell apart
+      }
+      found->in_object = frames.back().serial;
       return !found->verdict.structural || hand_over();
     }
     bool scalar(node::type kind, std::string_view text, std::size_t begin, std::size_t end) override {
@@ -866,6 +884,7 @@ struct engine::scan {
         return;
       }
       auto& o = k->outcomes[k->next_outcome];
+      o.serial = outcomes_kept++;
       k->next_outcome = static_cast<std::uint8_t>((k->next_outcome + 1) % k->outcomes.size());
       k->used = std::max(k->used, k->next_outcome == 0 ? static_cast<std::uint8_t>(k->outcomes.size()) : k->next_outcome);
       o.print = fingerprint(text);
@@ -877,9 +896,28 @@ struct engine::scan {
       for (auto& f : o.findings) {
         f.where.clear();
       }
+      if (!o.findings.empty()) {
+        tallies.emplace(tally(o), findings);
+      }
+    }
+    // tallies' key for `o` at the value being read: the keys of the path, with arrays as null.
+    const std::string& tally(const outcome& o) {
+      tally_key.assign(reinterpret_cast<const char*>(&o.serial), sizeof o.serial);
+      for (const auto& f : frames) {
+        const member_key* step = f.object ? f.key : nullptr;
+        tally_key.append(reinterpret_cast<const char*>(&step), sizeof step);
+      }
+      return tally_key;
     }
     // Adds a kept outcome's findings at the value being read.
     [[gnu::noinline]] void replay(const outcome& o) {
+      if (const auto it = tallies.find(tally(o)); it != tallies.end()) {
+        for (std::size_t i = 0; i < o.findings.size(); ++i) {
+          ++s.out.findings[it->second + i].count;
+        }
+        return;
+      }
+      tallies.emplace(tally_key, s.out.findings.size());
       const std::string where = prefix + place();
       for (const auto& f : o.findings) {
         s.out.findings.push_back(f);
@@ -1190,7 +1228,7 @@ struct engine::scan {
       const std::size_t u = shapes.find_or_add(hash(shape), unique.size(),
                                                [&](std::size_t j) { return unique_shapes[j] == shape; });
       if (u < unique.size()) {
-        ++unique[u].count;
+        unique[u].count += f.count;  // more than one where the walk tallied repeats
         continue;
       }
       unique_shapes.push_back(shape);
