@@ -1,6 +1,7 @@
 #include "detectors/engine.hpp"
 
 #include "detectors/decode.hpp"
+#include "detectors/json_parser.hpp"
 #include "detectors/patterns.hpp"
 #include "detectors/structure.hpp"
 
@@ -700,7 +701,7 @@ struct engine::scan {
   // package name or BSSID where a list could count it. Most SDK event batches need none of
   // these, even those with identifiers in every event, and building and walking the tree
   // costs several times this pass. Invalid JSON also goes to the tree path.
-  struct json_walk final : json_visitor {
+  struct json_walk {
     struct outcome {
       std::uint32_t serial = 0;  // which value this slot last held, for `tallies`
       std::uint64_t print = 0;  // fingerprint(value)
@@ -782,11 +783,7 @@ struct engine::scan {
       std::memcpy(&last, v.data() + v.size() - n, n);
       return (first ^ (last * 0x9e3779b97f4a7c15ull)) + v.size();
     }
-    bool hand_over() {
-      if (getenv("LS_DEBUG")) fprintf(stderr, "hand over at %s\n", path.c_str());
-      stopped = true;
-      return false;
-    }
+    static bool hand_over() { return false; }  // for the tree walk to do
     // Counts a new child of the innermost container; whether it is an array item.
     bool child() {
       if (frames.empty() || frames.back().object) {
@@ -795,18 +792,20 @@ struct engine::scan {
       ++frames.back().items;
       return true;
     }
-    bool open(bool object) override {
+    // json_parser's handler.
+    bool on_begin(node::type kind, std::size_t) {
+      const bool object = kind == node::type::object;
       const bool item = child();
       frames.push_back({object, item, 0, nullptr, object ? objects++ : 0});
       return true;
     }
-    bool close() override {
+    bool on_end(std::size_t) {
       frames.pop_back();
       return true;
     }
     // Event batches repeat one sequence of keys: the key that followed this one last time is
     // tried before the hash table.
-    bool key(std::string_view raw) override {
+    bool on_key(std::string_view raw) {
       member_key* found = nullptr;
       if (current != nullptr && current->next != nullptr && same_text(*current->next->raw, raw)) {
         found = const_cast<member_key*>(current->next);
@@ -832,7 +831,7 @@ struct engine::scan {
       found->in_object = frames.back().serial;
       return !found->verdict.structural || hand_over();
     }
-    bool scalar(node::type kind, std::string_view text, std::size_t begin, std::size_t end) override {
+    bool on_scalar(node::type kind, std::string_view text, std::size_t begin, std::size_t end) {
       const bool item = child();
       if (kind == node::type::other) {
         return true;  // true, false and null: nothing to find
@@ -946,7 +945,7 @@ struct engine::scan {
     auto before = std::make_tuple(contacts, sms_tags, sms_codes, apps);
     located_hits located{hits};
     json_walk w(*this, prefix, chain, depth, located);
-    if (visit_json(data, w) == json_visit::complete) {
+    if (json_parser(data).document(w)) {
       return true;
     }
     out.findings.erase(out.findings.begin() + static_cast<std::ptrdiff_t>(findings), out.findings.end());

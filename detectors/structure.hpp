@@ -33,22 +33,6 @@ constexpr std::size_t max_structure_nodes = 200'000;
 // Keys come out normalised (node::norm), as from parse_body().
 std::optional<node> parse_json(std::string_view text);
 
-// Receives a JSON text's structure without a tree being built: open()/close() around each
-// object or array, key() with the raw name before each object member, scalar() for strings
-// (decoded), numbers (as spelled) and true/false/null (kind `other`), with the token's source
-// range [begin, end), quotes included. Views are valid during the call. Returning false stops
-// the visit; set `stopped` first so the caller can tell a stop from a syntax error.
-struct json_visitor {
-  bool stopped = false;
-  virtual bool open(bool object) = 0;
-  virtual bool close() = 0;
-  virtual bool key(std::string_view raw) = 0;
-  virtual bool scalar(node::type kind, std::string_view text, std::size_t begin, std::size_t end) = 0;
-  virtual ~json_visitor() = default;
-};
-enum class json_visit { complete, stopped, invalid };
-// `invalid` when the text is not JSON that parse_json() accepts (syntax, depth, node count).
-json_visit visit_json(std::string_view text, json_visitor& visitor);
 node parse_form(std::string_view text);
 std::optional<node> parse_multipart(std::string_view body, std::string_view boundary);
 std::optional<node> parse_protobuf(std::string_view bytes);

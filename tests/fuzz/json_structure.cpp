@@ -1,5 +1,6 @@
-// The JSON parser and the tree-less visit agree on what is JSON, and every structure parser
+// The JSON tree and the push parser alone agree on what is JSON, and every structure parser
 // survives any bytes within its bounds.
+#include "detectors/json_parser.hpp"
 #include "detectors/structure.hpp"
 #include "fuzz.hpp"
 
@@ -7,12 +8,12 @@ using namespace leakscope::detectors;
 
 namespace {
 
-struct counter final : json_visitor {
+struct counter {
   std::size_t scalars = 0;
-  bool open(bool) override { return true; }
-  bool close() override { return true; }
-  bool key(std::string_view) override { return true; }
-  bool scalar(node::type, std::string_view, std::size_t, std::size_t) override {
+  bool on_begin(node::type, std::size_t) { return true; }
+  bool on_end(std::size_t) { return true; }
+  bool on_key(std::string_view) { return true; }
+  bool on_scalar(node::type, std::string_view, std::size_t, std::size_t) {
     ++scalars;
     return true;
   }
@@ -24,8 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   const auto tree = parse_json(text);
   counter c;
-  const auto visit = visit_json(text, c);
-  FUZZ_CHECK(tree.has_value() == (visit == json_visit::complete));
+  FUZZ_CHECK(tree.has_value() == json_parser(text).document(c));
   parse_form(text);
   parse_multipart(text, "xyz");
   parse_protobuf(text);
