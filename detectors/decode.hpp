@@ -47,6 +47,20 @@ bool has_content_coding(std::string_view body, std::string_view content_encoding
 // "%E5%BC%A0+a" -> "张 a" (`plus_is_space` for form and query values).
 std::string percent_decode(std::string_view text, bool plus_is_space);
 
+// The value of a hexadecimal digit, either case; -1 for any other byte.
+inline int hex_value(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
 // Standard or URL-safe alphabet, padded or not; nullopt when `text` is not base64.
 std::optional<std::string> base64_decode(std::string_view text);
 std::string base64_encode(std::string_view bytes, bool url_safe = false, bool pad = true);

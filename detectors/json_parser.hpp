@@ -1,6 +1,7 @@
 #pragma once
 // The JSON grammar of the detectors, as a push parser (bytes in, events out).
 
+#include "detectors/decode.hpp"
 #include "detectors/structure.hpp"
 
 #include <cstddef>
@@ -115,26 +116,13 @@ class json_parser {
     }
   }
 
-  static int hex(char c) {
-    if (c >= '0' && c <= '9') {
-      return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-      return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-      return c - 'A' + 10;
-    }
-    return -1;
-  }
-
   bool hex4(unsigned& out) {
     if (s_.size() - pos_ < 4) {
       return false;
     }
     out = 0;
     for (int i = 0; i < 4; ++i) {
-      const int h = hex(s_[pos_++]);
+      const int h = hex_value(s_[pos_++]);
       if (h < 0) {
         return false;
       }
