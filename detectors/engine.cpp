@@ -1185,7 +1185,12 @@ struct engine::scan {
 
   // Known findings win over pattern findings of the same category in the same place; repeats go.
   void finish() {
+    std::sort(out.incomplete.begin(), out.incomplete.end());
+    out.incomplete.erase(std::unique(out.incomplete.begin(), out.incomplete.end()), out.incomplete.end());
     const std::size_t n = out.findings.size();
+    if (n <= 1) {
+      return;  // most requests: nothing to fold, and no tables to build
+    }
     std::vector<bool> keep(n, true);
     drop_covered_patterns(keep);
     // Repeats of one category, place and value: the first stays.
@@ -1234,8 +1239,6 @@ struct engine::scan {
       unique.push_back(std::move(f));
     }
     out.findings = std::move(unique);
-    std::sort(out.incomplete.begin(), out.incomplete.end());
-    out.incomplete.erase(std::unique(out.incomplete.begin(), out.incomplete.end()), out.incomplete.end());
   }
 
   // A pattern finding is covered by a known one of its category at the same place or inside
