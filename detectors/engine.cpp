@@ -719,9 +719,9 @@ struct engine::scan {
       std::uint32_t in_object = no_object;  // the serial of the object it was last read in
       // What leaf() made of the last few values under this key: event batches repeat event
       // names and identifiers under the same key, and leaf() is pure apart from the findings.
-      std::array<outcome, 4> outcomes;
-      std::uint8_t used = 0;  // outcomes filled, up to their number
-      std::uint8_t next_outcome = 0;
+      // Grown on demand: a hostile text can hold 200,000 keys that never keep anything.
+      std::vector<outcome> outcomes;
+      std::uint8_t next_outcome = 0;  // the slot to reuse once all are filled
     };
     struct frame {
       bool object;
@@ -841,10 +841,9 @@ struct engine::scan {
       const bool listed = item || (k != nullptr && frames.back().item);
       const bool known_here =
           any_known && s.known_in(begin, end, verbatim_json(kind, begin, end, text.size()), hits);
-      const std::uint64_t print = k != nullptr && k->used > 0 ? fingerprint(text) : 0;
+      const std::uint64_t print = k != nullptr && !k->outcomes.empty() ? fingerprint(text) : 0;
       if (k != nullptr) {
-        for (std::size_t i = 0; i < k->used; ++i) {
-          const auto& o = k->outcomes[i];
+        for (const auto& o : k->outcomes) {
           if (o.print == print && o.kind == kind && same_text(o.value, text) &&
               (o.known == known_here || (o.known && o.findings.empty()))) {
             if (o.candidate && listed) {
@@ -882,10 +881,16 @@ struct engine::scan {
       if (k == nullptr || s.side_effects() != effects) {
         return;
       }
-      auto& o = k->outcomes[k->next_outcome];
+      constexpr std::size_t kept_per_key = 4;
+      outcome* slot = nullptr;
+      if (k->outcomes.size() < kept_per_key) {
+        slot = &k->outcomes.emplace_back();
+      } else {
+        slot = &k->outcomes[k->next_outcome];
+        k->next_outcome = static_cast<std::uint8_t>((k->next_outcome + 1) % kept_per_key);
+      }
+      auto& o = *slot;
       o.serial = outcomes_kept++;
-      k->next_outcome = static_cast<std::uint8_t>((k->next_outcome + 1) % k->outcomes.size());
-      k->used = std::max(k->used, k->next_outcome == 0 ? static_cast<std::uint8_t>(k->outcomes.size()) : k->next_outcome);
       o.print = fingerprint(text);
       o.value.assign(text);
       o.kind = kind;
