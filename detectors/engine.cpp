@@ -717,6 +717,7 @@ struct engine::scan {
       key_verdict verdict{};
       const member_key* next = nullptr;  // the key that followed this one last time
       std::uint32_t in_object = no_object;  // the serial of the object it was last read in
+      bool repeated = false;                 // read in more than one object
       // What leaf() made of the last few values under this key: event batches repeat event
       // names and identifiers under the same key, and leaf() is pure apart from the findings.
       // Grown on demand: a hostile text can hold 200,000 keys that never keep anything.
@@ -828,6 +829,7 @@ struct engine::scan {
       if (found->in_object == frames.back().serial) {
         return hand_over();  // a repeated member: two values at one place, which tallies cannot tell apart
       }
+      found->repeated = found->in_object != no_object;
       found->in_object = frames.back().serial;
       return !found->verdict.structural || hand_over();
     }
@@ -878,7 +880,8 @@ struct engine::scan {
       const auto effects = s.side_effects();
       static const std::string no_key;
       s.leaf(k != nullptr ? k->norm : no_key, text, prefix + place(), chain, depth, known_here);
-      if (k == nullptr || s.side_effects() != effects) {
+      // Only keys that repeat can meet a value again; a text of distinct keys keeps nothing.
+      if (k == nullptr || !k->repeated || s.side_effects() != effects) {
         return;
       }
       constexpr std::size_t kept_per_key = 4;
