@@ -367,12 +367,18 @@ known_hits known_matcher::match(std::string_view buffer, bool locate) const {
   if (locate) {
     std::vector<literal_set::occurrence> found;
     literals_.find_each(buffer, found);
+    // A batch repeats a few forms thousands of times: each form is listed once, and only the
+    // distinct ones are sorted.
+    std::vector<bool> listed(forms_.size());
+    hits.spans.reserve(found.size());
     for (const auto& o : found) {
-      ids.push_back(o.id);
+      if (!listed[o.id]) {
+        listed[o.id] = true;
+        ids.push_back(o.id);
+      }
       hits.spans.emplace_back(o.at, o.at + literals_.size_of(o.id));
     }
     std::sort(ids.begin(), ids.end());
-    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   } else {
     literals_.find_all(buffer, ids);
   }
