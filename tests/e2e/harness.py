@@ -1,6 +1,7 @@
 """Real programs on loopback for end-to-end tests: nginx as the origin, leakscope as the proxy,
 curl as the phone's client. Certificates and CAs are generated here, at test time."""
 
+import atexit
 import json
 import os
 import shutil
@@ -333,6 +334,7 @@ def okhttp(*args, prefix=()):
     global _okhttp_classes
     if _okhttp_classes is None:
         out = Path(tempfile.mkdtemp(prefix="leakscope-okhttp-"))
+        atexit.register(shutil.rmtree, out, ignore_errors=True)
         out.chmod(0o755)
         run(["javac", "-d", str(out), "-cp", ":".join(OKHTTP_CLASSPATH),
              str(Path(__file__).resolve().parent / "okhttp/PhoneClient.java")])

@@ -3,14 +3,15 @@
 import subprocess
 import unittest
 
-from harness import OriginTestCase, curl, temp_root
+from harness import OriginTestCase, curl
 
 IMEI = "865432101234564"
 
 
 class DiskFull(OriginTestCase):
     def test_a_full_capture_disk_stops_new_interception(self):
-        disk = temp_root("disk")
+        disk = self.root / "disk"  # inside the class's folder, which tearDownClass removes
+        disk.mkdir()
         mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
         if mounted.returncode != 0:
             self.skipTest("needs root to mount a small tmpfs: " + mounted.stderr.decode().strip())
