@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -24,6 +26,50 @@ class atomic_file {
   std::filesystem::path file_;
   std::string tmp_;
   int fd_ = -1;
+};
+
+// An append-only file (mode 0600) for the session's bulk evidence: captures and bodies, written
+// once and read back only when the session is sealed.
+//
+// With `direct`, whole blocks go to the disk with direct I/O (O_DIRECT) where the file system
+// supports it: through the page cache, each MiB written cost the writer about 0.7 ms of ext4's
+// per-page work and its write-back, and write-back could not keep up with a phone's 1 MiB
+// downloads (issue 7). Bytes that do not fill a block go through the page cache, and so does
+// the rest of that block later: a direct write over cached pages would make the kernel write
+// them out and wait first. Every appended byte is in the file for any reader as soon as
+// append() returns, exactly as with plain writes. Without `direct`, or on a file system without
+// direct I/O (tmpfs), every byte goes through the page cache.
+class append_file {
+ public:
+  // Opens `file`, creating it; appends after what it already holds. Throws std::runtime_error
+  // naming the file.
+  append_file(const std::filesystem::path& file, bool direct);
+  ~append_file();
+  append_file(const append_file&) = delete;
+  append_file& operator=(const append_file&) = delete;
+
+  // Appends all of `bytes` or nothing: after an error (a full disk, an I/O error) the file is
+  // cut back to where it was and the errno is returned. 0 on success.
+  int append(std::string_view bytes);
+  // fdatasync, then drops the file's pages from the page cache. The errno, or 0.
+  int sync();
+
+  bool direct() const { return direct_fd_ >= 0; }
+  std::uint64_t size() const { return size_; }
+
+ private:
+  int write_through_cache(std::string_view bytes);
+  int write_direct(std::string_view bytes);
+
+  struct free_deleter {
+    void operator()(char* p) const;
+  };
+  std::string name_;
+  int fd_ = -1;         // through the page cache
+  int direct_fd_ = -1;  // O_DIRECT, or -1
+  std::size_t align_ = 0;
+  std::unique_ptr<char, free_deleter> bounce_;  // aligned, as direct I/O needs its memory
+  std::uint64_t size_ = 0;
 };
 
 void write_file_atomically(const std::filesystem::path& file, const std::string& text);

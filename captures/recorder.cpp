@@ -9,12 +9,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fcntl.h>
 #include <malloc.h>
 #include <iostream>
 #include <random>
 #include <sys/stat.h>
-#include <unistd.h>
 
 namespace leakscope::captures {
 
@@ -84,33 +82,23 @@ recorder::recorder(std::filesystem::path session_dir, bool pcapng) : dir_(std::m
     if ((i == traffic_file || i == decrypted_file) && !pcapng_) {
       continue;
     }
-    const auto file = dir_ / file_names[i];
-    fds_[i] = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fds_[i] < 0) {
-      throw std::runtime_error(file.string() + ": cannot open for writing (" + std::strerror(errno) + ")");
-    }
+    // The captures and the exchanges' bodies are the bulk of a session's bytes: direct I/O.
+    const bool bulk = i == traffic_file || i == decrypted_file || i == exchanges_file;
+    files_[i] = std::make_unique<append_file>(dir_ / file_names[i], bulk);
   }
   if (pcapng_) {
     const std::string header = pcapng::section_header("leakscope") +
                                pcapng::interface_description(pcapng::linktype_ethernet, "phone leg (as the phone saw it)") +
                                pcapng::interface_description(pcapng::linktype_ethernet, "origin leg (as the server saw it)");
-    append(fds_[traffic_file], header);
-    append(fds_[decrypted_file],
+    append(traffic_file, header);
+    append(decrypted_file,
            pcapng::section_header("leakscope") +
                pcapng::interface_description(pcapng::linktype_ethernet, "decrypted HTTP, phone to origin"));
   }
   thread_ = std::thread([this] { run(); });
 }
 
-recorder::~recorder() {
-  close();
-  for (int& fd : fds_) {
-    if (fd >= 0) {
-      ::close(fd);
-      fd = -1;
-    }
-  }
-}
+recorder::~recorder() { close(); }
 
 void recorder::write(const flow_record& r) { enqueue({flows_file, to_json_line(r), {}, {}}); }
 
@@ -165,9 +153,9 @@ std::uint64_t recorder::enqueue_locked(std::unique_lock<std::mutex>& lock, item 
       if (it.file == leaks_file) {
         it.line.insert(it.line.size() - 2, ",\"prev_hash\":\"" + summary_.leaks_chain_head + "\"");
       }
-      const bool written = append(fds_[it.file], it.line);
+      const bool written = append(it.file, it.line);
       count(it, written);
-      ::fdatasync(fds_[it.file]);
+      files_[it.file]->sync();
       return frame;
     }
     queued_bytes_ += it.line.size();
@@ -203,33 +191,19 @@ std::string recorder::failure() const {
   return failure_;
 }
 
-bool recorder::append(int fd, const std::string& line) {
-  std::size_t done = 0;
-  while (done < line.size()) {
-    const ssize_t n = ::write(fd, line.data() + done, line.size() - done);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      const std::string why = "cannot write to " + dir_.string() + ": " + std::strerror(n < 0 ? errno : ENOSPC);
-      if (healthy_.exchange(false)) {
-        std::cerr << "leakscope: " << why << "; not intercepting new connections until it can write again\n";
-        std::lock_guard lock(failure_mutex_);
-        failure_ = why;
-        failed_at_ = iso8601(std::chrono::system_clock::now());
-      }
-      // A partial line would corrupt the file for every reader: cut back to the last whole one.
-      if (done > 0) {
-        const off_t end = ::lseek(fd, 0, SEEK_END);
-        if (end >= static_cast<off_t>(done)) {
-          [[maybe_unused]] const int rc = ::ftruncate(fd, end - static_cast<off_t>(done));
-        }
-      }
-      return false;
-    }
-    done += static_cast<std::size_t>(n);
+bool recorder::append(int file, std::string_view bytes) {
+  const int error = files_[file]->append(bytes);
+  if (error == 0) {
+    return true;
   }
-  return true;
+  const std::string why = "cannot write to " + dir_.string() + ": " + std::strerror(error);
+  if (healthy_.exchange(false)) {
+    std::cerr << "leakscope: " << why << "; not intercepting new connections until it can write again\n";
+    std::lock_guard lock(failure_mutex_);
+    failure_ = why;
+    failed_at_ = iso8601(std::chrono::system_clock::now());
+  }
+  return false;
 }
 
 void recorder::count(const item& it, bool written) {
@@ -259,14 +233,8 @@ void recorder::count(const item& it, bool written) {
 void recorder::sync_dirty() {
   for (int i = 0; i < file_count; ++i) {
     if (dirty_[i]) {
-      if (::fdatasync(fds_[i]) != 0) {
-        std::cerr << "leakscope: cannot sync " << (dir_ / file_names[i]).string() << ": " << std::strerror(errno) << "\n";
-      } else {
-        // The evidence is written once and read back only when the session is sealed. Dropping
-        // its pages once they are on disk keeps a long session from filling the page cache, and
-        // the next writes reuse memory the kernel has just freed: on this VM, writing into
-        // fresh page-cache pages made 1 MiB downloads cost 12 ms of CPU each (issue 7).
-        ::posix_fadvise(fds_[i], 0, 0, POSIX_FADV_DONTNEED);
+      if (const int error = files_[i]->sync(); error != 0) {
+        std::cerr << "leakscope: cannot sync " << (dir_ / file_names[i]).string() << ": " << std::strerror(error) << "\n";
       }
       dirty_[i] = false;
     }
@@ -283,7 +251,7 @@ void recorder::flush(pending_writes& p, int file) {
   if (p.items[file].empty()) {
     return;
   }
-  const bool written = append(fds_[file], p.bytes[file]);
+  const bool written = append(file, p.bytes[file]);
   dirty_[file] = dirty_[file] || written;
   {
     std::lock_guard lock(mutex_);
@@ -358,7 +326,7 @@ void recorder::run() {
         const std::string gap = "{\"gap\":{\"lost_records\":" + lost + ",\"since\":\"" + since + "\",\"until\":\"" +
                                 iso8601(std::chrono::system_clock::now()) + "\",\"reason\":" +
                                 nlohmann::json(why).dump() + "}}\n";
-        if (append(fds_[flows_file], gap)) {
+        if (append(flows_file, gap)) {
           std::lock_guard lock(mutex_);
           lost_since_failure_ = 0;
           healthy_ = true;
@@ -374,7 +342,7 @@ void recorder::run() {
         // A large line (an exchange with its inspected body) is written from where it is:
         // copied into the buffer it would be held twice, and the buffer would keep its size.
         flush_through(f);
-        const bool written = append(fds_[f], it.line);
+        const bool written = append(f, it.line);
         dirty_[f] = dirty_[f] || written;
         {
           std::lock_guard lock(mutex_);

@@ -7,6 +7,7 @@
 // counts as recorded once synced. Each leaks.jsonl line carries "prev_hash", the SHA-256 of
 // the line before it (64 zeros for the first), so a deleted or edited line is detected.
 
+#include "captures/files.hpp"
 #include "captures/records.hpp"
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -88,12 +90,12 @@ class recorder {
   // The writer's per-file buffers: lines of one file written with one write(2).
   struct pending_writes;
   void flush(pending_writes& p, int file);
-  bool append(int fd, const std::string& line);
+  bool append(int file, std::string_view bytes);
   void count(const item& it, bool written);  // caller holds mutex_
   void sync_dirty();
 
   std::filesystem::path dir_;
-  int fds_[file_count] = {-1, -1, -1, -1, -1, -1, -1};
+  std::unique_ptr<append_file> files_[file_count];
   std::uint64_t frames_[file_count] = {};
   bool pcapng_ = false;
   bool dirty_[file_count] = {};

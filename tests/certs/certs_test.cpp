@@ -1,4 +1,5 @@
 #include "certs/leaf.hpp"
+#include "tests/temp_dir.hpp"
 
 #include <doctest/doctest.h>
 #include <openssl/x509v3.h>
@@ -10,13 +11,8 @@ using namespace leakscope::certs;
 
 namespace {
 
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    char tmpl[] = "/tmp/leakscope-certs-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
+struct temp_dir : leakscope::testing::temp_dir {
+  temp_dir() : leakscope::testing::temp_dir("certs") {}
 };
 
 unsigned mode_of(const std::filesystem::path& p) {
