@@ -3,13 +3,16 @@
 #include <linux/stat.h>  // STATX_DIOALIGN, before <sys/stat.h> so statx has the kernel's fields
 
 #include <algorithm>
+#include <climits>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <stdexcept>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
+#include <vector>
 
 namespace leakscope::captures {
 
@@ -111,65 +114,96 @@ append_file::~append_file() {
   }
 }
 
-int append_file::write_through_cache(std::string_view bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::pwrite(fd_, bytes.data(), bytes.size(), static_cast<off_t>(size_));
+int append_file::write_through_cache(std::span<const std::string_view> pieces) {
+  // pwritev takes at most IOV_MAX pieces a call, and may write fewer bytes than asked.
+  std::vector<iovec> iov;
+  for (const auto p : pieces) {
+    if (!p.empty()) {
+      iov.push_back({const_cast<char*>(p.data()), p.size()});
+    }
+  }
+  std::size_t first = 0;
+  while (first < iov.size()) {
+    const auto count = static_cast<int>(std::min<std::size_t>(iov.size() - first, IOV_MAX));
+    ssize_t n = ::pwritev(fd_, iov.data() + first, count, static_cast<off_t>(size_));
     if (n < 0 && errno == EINTR) {
       continue;
     }
     if (n <= 0) {
       return n < 0 ? errno : ENOSPC;
     }
-    bytes.remove_prefix(static_cast<std::size_t>(n));
     size_ += static_cast<std::uint64_t>(n);
-  }
-  return 0;
-}
-
-// `bytes` is whole blocks and the file ends on a block boundary.
-int append_file::write_direct(std::string_view bytes) {
-  while (!bytes.empty()) {
-    const std::size_t chunk = std::min(bytes.size(), bounce_size);
-    std::memcpy(bounce_.get(), bytes.data(), chunk);
-    for (std::size_t done = 0; done < chunk;) {
-      const ssize_t n = ::pwrite(direct_fd_, bounce_.get() + done, chunk - done, static_cast<off_t>(size_));
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n <= 0 || static_cast<std::size_t>(n) % align_ != 0) {
-        // A direct write that stops short, or fails, says little: past a file size limit it is
-        // EINVAL. The page cache takes the rest of the chunk, or gives the real error (EFBIG,
-        // ENOSPC, EIO).
-        if (const int error = write_through_cache({bounce_.get() + done, chunk - done}); error != 0) {
-          return error;
-        }
+    for (; n > 0 && first < iov.size(); ++first) {
+      if (static_cast<std::size_t>(n) < iov[first].iov_len) {
+        iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + n;
+        iov[first].iov_len -= static_cast<std::size_t>(n);
         break;
       }
-      done += static_cast<std::size_t>(n);
-      size_ += static_cast<std::uint64_t>(n);
+      n -= static_cast<ssize_t>(iov[first].iov_len);
     }
-    bytes.remove_prefix(chunk);
   }
   return 0;
 }
 
-int append_file::append(std::string_view bytes) {
+int append_file::write_through_cache(std::string_view bytes) { return write_through_cache(std::span(&bytes, 1)); }
+
+namespace {
+
+// The concatenation of some pieces, read front to back.
+class gather_cursor {
+ public:
+  explicit gather_cursor(std::span<const std::string_view> pieces) : pieces_(pieces) {}
+  void copy_to(char* out, std::size_t n) {
+    while (n > 0) {
+      const auto piece = pieces_[i_].substr(at_);
+      const std::size_t k = std::min(n, piece.size());
+      std::memcpy(out, piece.data(), k);
+      out += k;
+      n -= k;
+      at_ += k;
+      if (at_ == pieces_[i_].size()) {
+        ++i_;
+        at_ = 0;
+      }
+    }
+  }
+
+ private:
+  std::span<const std::string_view> pieces_;
+  std::size_t i_ = 0;
+  std::size_t at_ = 0;
+};
+
+}  // namespace
+
+int append_file::append(std::span<const std::string_view> pieces) {
   const std::uint64_t before = size_;
   int error = 0;
   if (!direct()) {
-    error = write_through_cache(bytes);
+    error = write_through_cache(pieces);
   } else {
-    // The end of a block begun through the cache, whole blocks directly, what is left through
-    // the cache.
+    // Every byte passes once through the aligned bounce buffer: the end of a block begun
+    // through the cache goes the same way, whole blocks directly, what is left through the
+    // cache.
+    std::size_t total = 0;
+    for (const auto p : pieces) {
+      total += p.size();
+    }
+    gather_cursor in(pieces);
     const std::size_t into_block = size_ % align_;
-    const std::size_t head = into_block == 0 ? 0 : std::min(bytes.size(), align_ - into_block);
-    const std::size_t whole = (bytes.size() - head) / align_ * align_;
-    error = write_through_cache(bytes.substr(0, head));
-    if (error == 0) {
-      error = write_direct(bytes.substr(head, whole));
+    const std::size_t head = into_block == 0 ? 0 : std::min(total, align_ - into_block);
+    in.copy_to(bounce_.get(), head);
+    error = write_through_cache({bounce_.get(), head});
+    for (std::size_t whole = (total - head) / align_ * align_; error == 0 && whole > 0;) {
+      const std::size_t chunk = std::min(whole, bounce_size);
+      in.copy_to(bounce_.get(), chunk);
+      error = write_direct(chunk);
+      whole -= chunk;
     }
     if (error == 0) {
-      error = write_through_cache(bytes.substr(head + whole));
+      const std::size_t tail = total - static_cast<std::size_t>(size_ - before);
+      in.copy_to(bounce_.get(), tail);
+      error = write_through_cache({bounce_.get(), tail});
     }
   }
   if (error != 0) {
@@ -178,6 +212,25 @@ int append_file::append(std::string_view bytes) {
     size_ = before;
   }
   return error;
+}
+
+// The first `n` bytes of the bounce buffer, whole blocks, at the end of the file, which ends on
+// a block boundary.
+int append_file::write_direct(std::size_t n) {
+  for (std::size_t done = 0; done < n;) {
+    const ssize_t w = ::pwrite(direct_fd_, bounce_.get() + done, n - done, static_cast<off_t>(size_));
+    if (w < 0 && errno == EINTR) {
+      continue;
+    }
+    if (w <= 0 || static_cast<std::size_t>(w) % align_ != 0) {
+      // A direct write that stops short, or fails, says little: past a file size limit it is
+      // EINVAL. The page cache takes the rest, or gives the real error (EFBIG, ENOSPC, EIO).
+      return write_through_cache({bounce_.get() + done, n - done});
+    }
+    done += static_cast<std::size_t>(w);
+    size_ += static_cast<std::uint64_t>(w);
+  }
+  return 0;
 }
 
 int append_file::sync() {

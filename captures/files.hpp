@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -50,7 +51,9 @@ class append_file {
 
   // Appends all of `bytes` or nothing: after an error (a full disk, an I/O error) the file is
   // cut back to where it was and the errno is returned. 0 on success.
-  int append(std::string_view bytes);
+  int append(std::string_view bytes) { return append(std::span(&bytes, 1)); }
+  // The same for the concatenation of `pieces`, which is never built.
+  int append(std::span<const std::string_view> pieces);
   // fdatasync, then drops the file's pages from the page cache. The errno, or 0.
   int sync();
 
@@ -58,8 +61,9 @@ class append_file {
   std::uint64_t size() const { return size_; }
 
  private:
+  int write_through_cache(std::span<const std::string_view> pieces);
   int write_through_cache(std::string_view bytes);
-  int write_direct(std::string_view bytes);
+  int write_direct(std::size_t n);
 
   struct free_deleter {
     void operator()(char* p) const;

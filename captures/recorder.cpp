@@ -70,7 +70,7 @@ constexpr std::size_t max_queued_bytes = 2u << 20;
 // proxy's threads would otherwise pay per record.
 constexpr auto linger = std::chrono::milliseconds(2);
 constexpr std::size_t wake_bytes = 256u << 10;
-// A file's lines are written together up to this size.
+// A file's lines are written together up to this size, or alone when larger.
 constexpr std::size_t max_pending_write = 512u << 10;
 const char* const file_names[] = {"flows.jsonl", "leaks.jsonl", "marks.jsonl", "keys.log", "exchanges.jsonl",
                                   "traffic.pcapng", "decrypted.pcapng"};
@@ -191,8 +191,8 @@ std::string recorder::failure() const {
   return failure_;
 }
 
-bool recorder::append(int file, std::string_view bytes) {
-  const int error = files_[file]->append(bytes);
+bool recorder::append(int file, std::span<const std::string_view> lines) {
+  const int error = files_[file]->append(lines);
   if (error == 0) {
     return true;
   }
@@ -243,15 +243,20 @@ void recorder::sync_dirty() {
 }
 
 struct recorder::pending_writes {
-  std::string bytes[file_count];
   std::vector<item> items[file_count];
+  std::size_t bytes[file_count] = {};
 };
 
 void recorder::flush(pending_writes& p, int file) {
   if (p.items[file].empty()) {
     return;
   }
-  const bool written = append(file, p.bytes[file]);
+  std::vector<std::string_view> lines;
+  lines.reserve(p.items[file].size());
+  for (const auto& it : p.items[file]) {
+    lines.push_back(it.line);
+  }
+  const bool written = append(file, lines);
   dirty_[file] = dirty_[file] || written;
   {
     std::lock_guard lock(mutex_);
@@ -259,7 +264,7 @@ void recorder::flush(pending_writes& p, int file) {
       count(it, written);
     }
   }
-  p.bytes[file].clear();
+  p.bytes[file] = 0;
   p.items[file].clear();
 }
 
@@ -337,26 +342,11 @@ void recorder::run() {
         it.line.insert(it.line.size() - 2, ",\"prev_hash\":\"" + head + "\"");
         head = sha256_hex(it.line);
       }
+      // Lines are written from where they are, a file's together, up to max_pending_write.
       const int f = it.file;
-      if (it.line.size() >= max_pending_write) {
-        // A large line (an exchange with its inspected body) is written from where it is:
-        // copied into the buffer it would be held twice, and the buffer would keep its size.
-        flush_through(f);
-        const bool written = append(f, it.line);
-        dirty_[f] = dirty_[f] || written;
-        {
-          std::lock_guard lock(mutex_);
-          count(it, written);
-        }
-        it.line = std::string();
-        continue;
-      }
-      pending.bytes[f] += it.line;
-      if (f != leaks_file) {
-        it.line = std::string();  // the bytes live on in the buffer; count() reads only a leak's line
-      }
+      pending.bytes[f] += it.line.size();
       pending.items[f].push_back(std::move(it));
-      if (pending.bytes[f].size() >= max_pending_write) {
+      if (pending.bytes[f] >= max_pending_write) {
         flush_through(f);
       }
     }

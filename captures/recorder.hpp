@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -90,7 +91,8 @@ class recorder {
   // The writer's per-file buffers: lines of one file written with one write(2).
   struct pending_writes;
   void flush(pending_writes& p, int file);
-  bool append(int file, std::string_view bytes);
+  bool append(int file, std::span<const std::string_view> lines);
+  bool append(int file, std::string_view line) { return append(file, std::span(&line, 1)); }
   void count(const item& it, bool written);  // caller holds mutex_
   void sync_dirty();
 

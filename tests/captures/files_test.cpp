@@ -117,6 +117,19 @@ TEST_CASE("an append_file holds every byte appended, in order, as soon as append
         REQUIRE(out.append(p) == 0);
         expected += p;
       }
+      // Pieces appended as one: more of them than one pwritev takes, split across blocks.
+      const auto big = pieces();
+      std::vector<std::string_view> views(big.begin(), big.end());
+      const std::string small = "0123456789";
+      for (int i = 0; i < 3000; ++i) {
+        views.push_back(std::string_view(small).substr(0, static_cast<std::size_t>(i % 11)));
+      }
+      views.insert(views.end(), big.rbegin(), big.rend());
+      REQUIRE(out.append(views) == 0);
+      for (const auto v : views) {
+        expected += v;
+      }
+      CHECK(out.size() == expected.size());
     }
     CHECK(contents(file) == expected);
     struct stat st {};
