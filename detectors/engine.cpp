@@ -149,8 +149,6 @@ std::string root_path(body_format f) {
   return f == body_format::json ? "$" : "";
 }
 
-// Base64 worth decoding: long enough, the right alphabet, and not plain hex or digits (which
-// are valid base64 characters but are identifiers in their own right).
 // What could_match_given() makes of each byte of a value: bit flags, or-ed over the value.
 namespace char_class {
 constexpr unsigned digit = 1;        // must stay 1: it is also added up
@@ -182,6 +180,8 @@ constexpr std::array<std::uint8_t, 256> char_classes = [] {
   return t;
 }();
 
+// Base64 worth decoding: long enough, the right alphabet, and not plain hex or digits (which
+// are valid base64 characters but are identifiers in their own right).
 bool looks_base64(std::string_view v) {
   if (v.size() < 16 || v.size() % 4 == 1) {
     return false;
