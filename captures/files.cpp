@@ -197,7 +197,7 @@ int append_file::append(std::span<const std::string_view> pieces) {
     for (std::size_t whole = (total - head) / align_ * align_; error == 0 && whole > 0;) {
       const std::size_t chunk = std::min(whole, bounce_size);
       in.copy_to(bounce_.get(), chunk);
-      error = write_direct(chunk);
+      error = direct() ? write_direct(chunk) : write_through_cache({bounce_.get(), chunk});
       whole -= chunk;
     }
     if (error == 0) {
@@ -225,7 +225,14 @@ int append_file::write_direct(std::size_t n) {
     if (w <= 0 || static_cast<std::size_t>(w) % align_ != 0) {
       // A direct write that stops short, or fails, says little: past a file size limit it is
       // EINVAL. The page cache takes the rest, or gives the real error (EFBIG, ENOSPC, EIO).
-      return write_through_cache({bounce_.get() + done, n - done});
+      const int error = write_through_cache({bounce_.get() + done, n - done});
+      if (error == 0) {
+        // The page cache took what direct I/O would not: a file system that takes O_DIRECT
+        // at open and refuses its writes. Every later chunk would fail the same way first.
+        ::close(direct_fd_);
+        direct_fd_ = -1;
+      }
+      return error;
     }
     done += static_cast<std::size_t>(w);
     size_ += static_cast<std::uint64_t>(w);
