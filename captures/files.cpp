@@ -101,8 +101,7 @@ append_file::append_file(const std::filesystem::path& file, bool direct) : name_
   size_ = static_cast<std::uint64_t>(st.st_size);
   align_ = direct ? direct_io_alignment(fd_) : 0;
   if (align_ != 0) {
-    bounce_.reset(static_cast<char*>(std::aligned_alloc(align_, bounce_size)));
-    direct_fd_ = bounce_ ? ::open(name_.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC) : -1;
+    direct_fd_ = ::open(name_.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
   }
 }
 
@@ -179,8 +178,11 @@ class gather_cursor {
 int append_file::append(std::span<const std::string_view> pieces) {
   const std::uint64_t before = size_;
   int error = 0;
-  if (!direct()) {
-    error = write_through_cache(pieces);
+  if (direct() && !bounce_) {
+    bounce_.reset(static_cast<char*>(std::aligned_alloc(align_, bounce_size)));
+  }
+  if (!direct() || !bounce_) {
+    error = write_through_cache(pieces);  // without its buffer (out of memory), as without direct I/O
   } else {
     // Every byte passes once through the aligned bounce buffer: the end of a block begun
     // through the cache goes the same way, whole blocks directly, what is left through the

@@ -56,6 +56,8 @@ class append_file {
   int append(std::span<const std::string_view> pieces);
   // fdatasync, then drops the file's pages from the page cache. The errno, or 0.
   int sync();
+  // Frees the aligned buffer while the file is idle; the next append allocates another.
+  void release_buffer() { bounce_.reset(); }
 
   bool direct() const { return direct_fd_ >= 0; }
   std::uint64_t size() const { return size_; }
@@ -72,7 +74,7 @@ class append_file {
   int fd_ = -1;         // through the page cache
   int direct_fd_ = -1;  // O_DIRECT, or -1
   std::size_t align_ = 0;
-  std::unique_ptr<char, free_deleter> bounce_;  // aligned, as direct I/O needs its memory
+  std::unique_ptr<char, free_deleter> bounce_;  // aligned, as direct I/O needs its memory; or none yet
   std::uint64_t size_ = 0;
 };
 

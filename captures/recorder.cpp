@@ -296,6 +296,18 @@ void recorder::run() {
         // Wake for the group commit even when nothing new arrives.
         cv_.wait_until(lock, last_sync_ + group_commit, [&] { return closing_ || !queue_.empty(); });
       } else {
+        if (queue_.empty() && !closing_) {
+          // Nothing to write and nothing to sync: the direct-I/O buffers (a MiB each) go back
+          // to the system until the next record, as a phone's idle tunnels cost little.
+          lock.unlock();
+          for (auto& f : files_) {
+            if (f) {
+              f->release_buffer();
+            }
+          }
+          ::malloc_trim(0);
+          lock.lock();
+        }
         cv_.wait(lock, [&] { return closing_ || !queue_.empty(); });
       }
       writer_waiting_ = false;
