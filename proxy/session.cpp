@@ -613,6 +613,8 @@ struct exchange {
   bool any_byte = false;    // a response byte arrived
   bool forwarded = false;   // a response head went to the client: no error page possible
   bool origin_keep_alive = false;  // the request as the origin got it leaves its connection open
+  bool may_resend = false;    // the origin's connection was kept by the proxy, and the request too
+  bool both_reused = false;  // the phone's connection and the origin's both carried an exchange before this one
   exchange_outcome outcome;
   // Runs the detectors over the request once; every path that ends the flow calls it first, so
   // leaks are on disk before the flow that refers to them and a cut-off request is still seen.
@@ -671,7 +673,99 @@ void finish(services& sv, exchange& x, std::optional<captures::typed_error> erro
   sv.recorder.write(x.flow);
 }
 
-enum class response_end { final, interim, failed, upgraded };
+// `origin_gone`: the origin closed before a byte of the response, and the request may be resent.
+enum class response_end { final, interim, failed, upgraded, origin_gone };
+
+// A kept origin connection can be closed by its origin as a request goes out on it: the server's
+// keep-alive ran out and its FIN crossed the request (RFC 9112 §9.3.1). Nothing came back, and
+// the request was most likely never read.
+//
+// - When the proxy chose the connection (one from the pool serving a tunnel's first request),
+//   the phone knows only a fresh connection: its client would not resend, and it would get a
+//   502 it never gets without the proxy. So the proxy resends, once, on a new connection, as
+//   browsers, OkHttp and squid do on a reused connection that dies this way, whatever the
+//   method. Only a request that fits `resend_cap` is kept for that; a longer one still fails.
+// - When the phone's own connection was reused too, the phone sees what it would have seen
+//   without the proxy: its connection closed with no response, and its client's own rule
+//   decides whether to send again.
+constexpr std::size_t resend_cap = 64 * 1024;
+
+template <class Upstream>
+struct redialled {
+  Upstream* stream = nullptr;
+  std::optional<upstream_failure> failure;
+};
+template <class Upstream>
+using redial_fn = std::function<awaitable<redialled<Upstream>>()>;
+
+// The origin side of a tunnel's exchanges: the stream, and for a resend the bytes the current
+// exchange sent on it and how to get a new connection.
+template <class Upstream>
+class origin_link {
+ public:
+  origin_link(Upstream* stream, redial_fn<Upstream> redial) : stream_(stream), redial_(std::move(redial)) {}
+
+  Upstream* get() const { return stream_; }
+  Upstream& stream() const { return *stream_; }
+
+  // Starts an exchange, keeping what it sends when `resendable` and a redial is possible.
+  void begin(bool resendable) {
+    sent_.clear();
+    armed_ = resendable && redial_ != nullptr;
+    resent_ = false;
+    failure_.reset();
+  }
+  bool can_resend() const { return armed_; }
+  bool resent() const { return resent_; }
+  // Why the last resend did not happen.
+  const std::optional<upstream_failure>& failure() const { return failure_; }
+
+  // Writes `out`; a write the origin's close fails is resent on a new connection when it can be.
+  awaitable<error_code> send(std::string_view out, std::chrono::milliseconds timeout) {
+    if (armed_) {
+      if (sent_.size() + out.size() <= resend_cap) {
+        sent_.append(out);
+      } else {
+        armed_ = false;
+        std::string().swap(sent_);
+      }
+    }
+    auto ec = co_await write_all(*stream_, out, timeout);
+    if (ec && ec != beast::error::timeout && armed_ && co_await resend(timeout)) {
+      ec = {};
+    }
+    co_return ec;
+  }
+
+  // Dials a new connection and sends it everything this exchange sent so far; at most once.
+  awaitable<bool> resend(std::chrono::milliseconds timeout) {
+    armed_ = false;
+    auto fresh = co_await redial_();
+    redial_ = nullptr;
+    if (fresh.failure) {
+      failure_ = std::move(fresh.failure);
+      co_return false;
+    }
+    stream_ = fresh.stream;
+    const std::string sent = std::move(sent_);
+    sent_.clear();
+    if (co_await write_all(*stream_, sent, timeout)) {
+      failure_ = upstream_failure{502, {"upstream_write_failed", "the new connection to the server closed as the "
+                                                                 "request was resent on it"}};
+      co_return false;
+    }
+    resent_ = true;
+    co_return true;
+  }
+
+ private:
+  Upstream* stream_;
+  redial_fn<Upstream> redial_;
+  std::string sent_;
+  bool armed_ = false;
+  bool resent_ = false;
+  std::optional<upstream_failure> failure_;
+};
 
 // After a 101 to "websocket": frames are relayed untouched both ways, and a copy of the phone's
 // is reassembled into messages (unmasked, defragmented, inflated) for the detectors. The
@@ -883,6 +977,19 @@ awaitable<response_end> relay_response(services& sv, exchange& x, Client& client
         finish(sv, x, error, false);
         co_return response_end::failed;
       }
+      const bool nothing_back = !x.any_byte && !x.forwarded;
+      if (nothing_back && x.may_resend) {
+        co_return response_end::origin_gone;
+      }
+      if (nothing_back && x.both_reused) {
+        finish(sv, x,
+               captures::typed_error{"upstream_closed",
+                                     "the server closed its kept connection as the request went out, without a "
+                                     "response; the client's connection was closed the same way, for its client to "
+                                     "send again as it would without a proxy"},
+               false);
+        co_return response_end::failed;
+      }
       if (res.finish().message_complete) {
         finish(sv, x, std::nullopt, true);  // a close-delimited body ends here, and so does the connection
         co_return response_end::final;
@@ -909,11 +1016,38 @@ bool has_buffered(const beast::tcp_stream&) {
   return false;
 }
 
+// The request could not be sent whole. When a resend was tried and its dial failed, the phone
+// hears why, as it would for any dial; otherwise its connection just closes.
+template <class Client, class Upstream>
+awaitable<void> upstream_write_failed(services& sv, exchange& x, Client& client, const origin_link<Upstream>& origin,
+                                      const char* detail) {
+  if (const auto& failure = origin.failure()) {
+    const captures::typed_error error{failure->error.type, "resending the request on a new connection, after " +
+                                                               std::string(detail) + ": " + failure->error.detail};
+    if (!x.forwarded) {
+      const auto reply = error_response(failure->status, error);
+      co_await write_all(client, reply, sv.cfg.limits.timeouts.idle);
+      x.flow.status = failure->status;
+      x.flow.bytes_down += reply.size();
+    }
+    finish(sv, x, error, false);
+    co_return;
+  }
+  finish(sv, x, captures::typed_error{"upstream_write_failed", detail}, false);
+}
+
+void note_resent(exchange& x, const connection& conn) {
+  x.flow.dest.ip = conn.dest.ip;
+  x.flow.note = "resent on a new connection to the server: the kept one closed as the request went out, before any "
+                "response";
+}
+
 template <class Client, class Upstream>
 awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Client& client, std::string& cbuf,
-                                           http1::parser& req, Upstream& upstream, std::string& ubuf,
+                                           http1::parser& req, origin_link<Upstream>& origin, std::string& ubuf,
                                            http1::parser& res, const std::string& head_out,
-                                           const std::string& origin_form, bool origin_keep_alive) {
+                                           const std::string& origin_form, bool origin_keep_alive,
+                                           bool both_reused) {
   const auto& t = sv.cfg.limits.timeouts;
   exchange x;
   x.flow = new_flow(sv, conn);
@@ -933,16 +1067,19 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
   x.plain_phone = conn.plain_phone;
   x.plain_origin = conn.plain_origin;
   x.origin_keep_alive = origin_keep_alive;
+  x.both_reused = both_reused;
 
   // Request: head, then body bytes exactly as the client framed them. When body bytes are
   // already here the head goes out with the first of them (one TLS record, one send), and a
   // body that turns out malformed means the origin never saw the request at all.
   bool awaiting_continue = expects_continue(req.head());
+  // A 100-continue exchange may have had an answer before its body: not one to send twice.
+  origin.begin(!both_reused && !awaiting_continue);
   std::string held_head;
   if (!awaiting_continue && !cbuf.empty()) {
     held_head = head_out;
-  } else if (co_await write_all(upstream, head_out, t.idle)) {
-    finish(sv, x, captures::typed_error{"upstream_write_failed", "the server closed before the request was sent"}, false);
+  } else if (co_await origin.send(head_out, t.idle)) {
+    co_await upstream_write_failed(sv, x, client, origin, "the server closed before the request was sent");
     co_return x.outcome;
   }
   x.flow.bytes_up += head_out.size();
@@ -972,9 +1109,9 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
         held_head.append(out);
         out = held_head;
       }
-      if (co_await write_all(upstream, out, t.idle)) {
+      if (co_await origin.send(out, t.idle)) {
         cbuf.erase(0, r.consumed);
-        finish(sv, x, captures::typed_error{"upstream_write_failed", "the server closed while the request body was sent"}, false);
+        co_await upstream_write_failed(sv, x, client, origin, "the server closed while the request body was sent");
         co_return x.outcome;
       }
       held_head.clear();
@@ -987,8 +1124,8 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
     }
     if (!held_head.empty()) {
       // No body bytes after all in what was read (a pipelined request, or more to come).
-      if (co_await write_all(upstream, held_head, t.idle)) {
-        finish(sv, x, captures::typed_error{"upstream_write_failed", "the server closed before the request was sent"}, false);
+      if (co_await origin.send(held_head, t.idle)) {
+        co_await upstream_write_failed(sv, x, client, origin, "the server closed before the request was sent");
         co_return x.outcome;
       }
       held_head.clear();
@@ -1021,8 +1158,8 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
             signal.cancel();
           },
           net::detached);
-      auto& origin_socket = beast::get_lowest_layer(upstream).socket();
-      const bool origin_buffered = has_buffered(upstream);
+      auto& origin_socket = beast::get_lowest_layer(origin.stream()).socket();
+      const bool origin_buffered = has_buffered(origin.stream());
       net::co_spawn(
           executor,
           [&]() -> awaitable<void> {
@@ -1041,7 +1178,7 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
       }
       bool final_answer = false;
       if (!client_done && origin_ready) {
-        const auto end = co_await relay_response(sv, x, client, upstream, ubuf, res, false, true);
+        const auto end = co_await relay_response(sv, x, client, origin.stream(), ubuf, res, false, true);
         final_answer = end != response_end::interim;
         if (final_answer) {
           // A final answer before the body (e.g. 417, 401): the client decides whether to send it,
@@ -1080,9 +1217,23 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
       co_return x.outcome;
     }
   }
+  if (origin.resent()) {
+    note_resent(x, conn);
+  }
   inspect_once(x);  // leaks are written now, not after a slow response
   x.sent = steady::now();
-  co_await relay_response(sv, x, client, upstream, ubuf, res, req.keep_alive(), false);
+  x.may_resend = origin.can_resend();
+  auto end = co_await relay_response(sv, x, client, origin.stream(), ubuf, res, req.keep_alive(), false);
+  if (end == response_end::origin_gone) {
+    x.may_resend = false;
+    if (!co_await origin.resend(t.idle)) {
+      co_await upstream_write_failed(sv, x, client, origin, "the server closed its kept connection as the request went out");
+      co_return x.outcome;
+    }
+    note_resent(x, conn);
+    x.sent = steady::now();
+    co_await relay_response(sv, x, client, origin.stream(), ubuf, res, req.keep_alive(), false);
+  }
   co_return x.outcome;
 }
 
@@ -1180,7 +1331,7 @@ struct tunnel_end {
 template <class Client, class Upstream>
 awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& client, std::string& cbuf,
                                         Upstream* upstream, const std::optional<upstream_failure>& failure,
-                                        bool origin_persists) {
+                                        bool origin_persists, const redial_fn<Upstream>& redial) {
   http1::codec_limits limits{sv.cfg.limits.max_header_bytes, sv.cfg.limits.max_headers};
   http1::parser req(http1::message_kind::request, limits);
   http1::parser res(http1::message_kind::response, limits);
@@ -1189,10 +1340,11 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
   unsigned served = 0;
   std::optional<steady::time_point> last_exchange_end;
   bool origin_authenticated = false;
+  origin_link<Upstream> link(upstream, redial);
   while (true) {
     origin_watch origin;
-    if (upstream != nullptr) {
-      origin = {&beast::get_lowest_layer(*upstream).socket(), [upstream] { return has_spoken(*upstream); }};
+    if (auto* up = link.get(); up != nullptr) {
+      origin = {&beast::get_lowest_layer(*up).socket(), [up] { return has_spoken(*up); }};
     }
     const auto state = co_await next_request(sv, conn, client, cbuf, req, origin);
     if (state != head_read::ok) {
@@ -1213,7 +1365,7 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
         co_return tunnel_end{served};
       }
     }
-    if (upstream == nullptr) {
+    if (link.get() == nullptr) {
       co_await refuse_request(sv, conn, client, req, failure->status, failure->error,
                               conn.dest.scheme + "://" + conn.dest.host + target);
       co_return tunnel_end{served};
@@ -1223,8 +1375,8 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
     const bool keep_open = origin_persists && asks_to_close(req.head());
     const std::string head_out =
         asks_for_h2c(req.head()) || keep_open ? origin_form_head(req.head(), target, keep_open) : req.head().raw;
-    const auto outcome = co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, res, head_out, target,
-                                                 req.keep_alive() || keep_open);
+    const auto outcome = co_await relay_exchange(sv, conn, client, cbuf, req, link, ubuf, res, head_out, target,
+                                                 req.keep_alive() || keep_open, served > 1);
     last_exchange_end = steady::now();
     if (!outcome.reuse) {
       co_return tunnel_end{served, head_read::ok, outcome.origin_idle && !origin_authenticated, last_exchange_end};
@@ -1265,7 +1417,8 @@ awaitable<void> serve_plain_http(services& sv, connection& conn, beast::tcp_stre
     conn.dest = {url->host, "", url->port, "http"};
     conn.kind = "http";
     const std::string key = url->host + ":" + std::to_string(url->port);
-    if (!upstream || key != current) {
+    const bool reused = upstream && key == current;
+    if (!reused) {
       upstream.reset();
       ubuf.clear();
       auto dialled = co_await dial(sv, url->host, url->port);
@@ -1283,9 +1436,12 @@ awaitable<void> serve_plain_http(services& sv, connection& conn, beast::tcp_stre
       conn.dest.ip = upstream->socket().remote_endpoint().address().to_string();
     }
     const std::string head_out = origin_form_head(req.head(), url->origin_form, false);
+    // The phone's connection and the origin's are paired here: a reused origin connection that
+    // dies under a request is the phone's to retry, as without a proxy.
+    origin_link<beast::tcp_stream> link(&*upstream, nullptr);
     const auto outcome =
-        co_await relay_exchange(sv, conn, client, cbuf, req, *upstream, ubuf, *res, head_out, url->origin_form,
-                                req.keep_alive());
+        co_await relay_exchange(sv, conn, client, cbuf, req, link, ubuf, *res, head_out, url->origin_form,
+                                req.keep_alive(), reused);
     if (!outcome.reuse) {
       co_return;
     }
@@ -1504,7 +1660,9 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     }
     plain_capture capture;
     capture.open(sv, conn, client.socket(), origin->socket());
-    co_await serve_tunnel_http(sv, conn, client, cbuf, &*origin, std::nullopt, false);
+    // The origin was dialled for this tunnel, so it pairs with the phone's connection: no resend.
+    const redial_fn<beast::tcp_stream> no_redial;
+    co_await serve_tunnel_http(sv, conn, client, cbuf, &*origin, std::nullopt, false, no_redial);
     capture.reset(conn);
     co_return;
   }
@@ -1615,16 +1773,32 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     conn.phone_leg = phone_leg ? &*phone_leg : nullptr;
   }
   const auto handshake_done = steady::now();
+  // A kept connection the origin closes as the tunnel's first request goes out is replaced, and
+  // the request resent on the new one (see `resend_cap`).
+  redial_fn<tls_stream> redial;
+  if (from_pool) {
+    redial = [&]() -> awaitable<redialled<tls_stream>> {
+      from_pool = false;
+      upstream.reset();
+      redialled<tls_stream> fresh;
+      fresh.failure = co_await connect_origin(sv, conn, origin, name, upstream);
+      if (upstream) {
+        fresh.stream = &upstream->stream;
+      }
+      co_return fresh;
+    };
+  }
   auto end = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &upstream->stream : nullptr, failure,
-                                        pool != nullptr);
+                                        pool != nullptr, redial);
   if (from_pool && end.served == 0 && end.last == head_read::origin_closed) {
     // The kept connection was closed by its origin before the phone used it: the phone never
     // knew of it, so a fresh one serves the tunnel instead of the phone's being closed.
     from_pool = false;
     upstream.reset();
     failure = co_await connect_origin(sv, conn, origin, name, upstream);
+    const redial_fn<tls_stream> no_redial;
     end = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &upstream->stream : nullptr, failure,
-                                     pool != nullptr);
+                                     pool != nullptr, no_redial);
   }
   const auto unused_for = steady::now() - handshake_done;
   const bool pinned = end.served == 0 && end.last == head_read::closed && unused_for <= pinning_hang_up_window;

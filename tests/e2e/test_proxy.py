@@ -9,6 +9,7 @@ import re
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -20,26 +21,38 @@ from harness import (LEAKSCOPE, CountingOrigin, OriginTestCase, _Listener, curl,
 IMEI = "865432101234564"
 
 
-class KeptOrigin(_Listener):
-    """A TLS origin that answers one request on each connection and keeps the connection open,
-    until drop_idle() closes them all as a server whose keep-alive has run out does."""
+class _ThreadedTlsOrigin(_Listener):
+    """A TLS origin serving each connection on its own thread, as the proxy may hold several open
+    at once; handle() gets the connection and its number, counted from 1."""
 
     def __init__(self, cert, key):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(cert), str(key))
-        self.kept = []
         self.lock = threading.Lock()
+        self.connections = 0
         super().__init__()
 
     def serve(self):
-        while True:  # each connection on its own thread: the proxy may hold several open at once
+        while True:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+            with self.lock:
+                self.connections += 1
+                number = self.connections
+            threading.Thread(target=self.handle, args=(conn, number), daemon=True).start()
 
-    def handle(self, conn):
+
+class KeptOrigin(_ThreadedTlsOrigin):
+    """A TLS origin that answers one request on each connection and keeps the connection open,
+    until drop_idle() closes them all as a server whose keep-alive has run out does."""
+
+    def __init__(self, cert, key):
+        self.kept = []
+        super().__init__(cert, key)
+
+    def handle(self, conn, _number):
         tls = self.ctx.wrap_socket(conn, server_side=True)  # takes the descriptor: `conn` closes nothing
         read_until(tls, b"\r\n\r\n")
         tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
@@ -60,6 +73,54 @@ class KeptOrigin(_Listener):
                 raise AssertionError(f"the proxy sent {rest!r} on a connection the origin closed")
             tls.close()
         return len(kept)
+
+
+class StaleOrigin(_ThreadedTlsOrigin):
+    """A TLS origin whose keep-alive runs out under the second request of each connection, as
+    when a server's FIN crosses the request sent on its idle connection: it answers the first
+    request and keeps the connection; it closes on the second without answering. `read_body`:
+    closed after reading the whole second request (a FIN), else reset right after its head.
+    Logs (connection number, path) of each request head it reads; `reset` is set at each reset."""
+
+    def __init__(self, cert, key, read_body=True):
+        self.read_body = read_body
+        self.heads = []
+        self.reset = threading.Event()
+        super().__init__(cert, key)
+
+    def handle(self, conn, number):
+        with self.ctx.wrap_socket(conn, server_side=True) as tls:
+            buffered = b""
+            for served in range(2):
+                while b"\r\n\r\n" not in buffered:
+                    chunk = tls.recv(65536)
+                    if not chunk:
+                        return
+                    buffered += chunk
+                head, _, buffered = buffered.partition(b"\r\n\r\n")
+                with self.lock:
+                    self.heads.append((number, head.split(b" ")[1].decode()))
+                if served == 1 and not self.read_body:
+                    tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    tls.close()
+                    self.reset.set()
+                    return
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(buffered) < length:
+                    chunk = tls.recv(65536)
+                    if not chunk:
+                        return
+                    buffered += chunk
+                buffered = buffered[length:]
+                if served == 1:
+                    return
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+
+    def requests_to(self, path):
+        """The connection numbers that carried a request for `path`, in order."""
+        with self.lock:
+            return [number for number, p in self.heads if p == path]
 
 
 class ProxyEndToEnd(OriginTestCase):
@@ -559,6 +620,91 @@ class ProxyEndToEnd(OriginTestCase):
                 self.assertTrue(read_until(tls, b"ok\n").endswith(b"ok\n"))
         flows, _ = self.stop_and_check()
         self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)] * (2 * threads))
+
+    def _stale_origin(self, read_body):
+        """A StaleOrigin with one kept connection in each proxy thread's pool."""
+        origin = StaleOrigin(self.origin.pem, self.origin.key, read_body=read_body)
+        self.addCleanup(origin.close)
+        for _ in range(os.cpu_count() or 1):  # round robin: one tunnel on each thread
+            self.assertEqual(self.through(f"https://api.example.test:{origin.port}/first")[1], b"ok\n")
+        return origin
+
+    def test_a_kept_connection_the_origin_closes_under_the_first_request_is_replaced_and_the_request_resent(self):
+        """The phone's tunnel is new, so its client would not send again: the proxy took the kept
+        connection, so the proxy resends, once, on a fresh connection. The flow and its leaks are
+        recorded once."""
+        for read_body in (False, True):  # a reset, then a FIN
+            with self.subTest(read_body=read_body):
+                self.start()
+                origin = self._stale_origin(read_body)
+                threads = os.cpu_count() or 1
+                for i in range(threads):  # round robin: each takes its thread's kept connection
+                    _, body, _ = self.through("--data-binary", f"imei={IMEI}",
+                                              f"https://api.example.test:{origin.port}/second{i}")
+                    self.assertEqual(body, b"ok\n")
+                for i in range(threads):
+                    first, again = origin.requests_to(f"/second{i}")
+                    self.assertNotEqual(first, again, "resent on another connection")
+                flows, leaks = self.stop_and_check()
+                self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)] * (2 * threads))
+                resent = [f for f in flows if "/second" in f["url"]]
+                self.assertTrue(all(f["note"].startswith("resent on a new connection") for f in resent), resent)
+                self.assertEqual(sorted(l["flow"] for l in leaks if l["category"] == "imei"),
+                                 sorted(f["id"] for f in resent))
+
+    def test_a_request_whose_body_follows_the_reset_of_its_kept_connection_is_resent(self):
+        """The origin resets the kept connection after the request head and before its body: the
+        body's write fails, and the head and body go to a fresh connection instead."""
+        self.start()
+        origin = self._stale_origin(read_body=False)
+        body = f"imei={IMEI}".encode()
+        for i in range(os.cpu_count() or 1):  # round robin: each takes its thread's kept connection
+            origin.reset.clear()
+            with self._tls_tunnel("api.example.test", port=origin.port) as tls:
+                tls.sendall(f"POST /late{i} HTTP/1.1\r\nHost: api.example.test\r\n"
+                            f"Content-Length: {len(body)}\r\n\r\n".encode())
+                self.assertTrue(origin.reset.wait(10))
+                tls.sendall(body)
+                self.assertTrue(read_until(tls, b"ok\n").endswith(b"ok\n"))
+            first, again = origin.requests_to(f"/late{i}")
+            self.assertNotEqual(first, again, "resent on another connection")
+        flows, leaks = self.stop_and_check()
+        late = [f for f in flows if "/late" in f["url"]]
+        self.assertEqual([(f["status"], f["error"]) for f in late], [(200, None)] * len(late))
+        self.assertEqual(sorted(l["flow"] for l in leaks), sorted(f["id"] for f in late))
+
+    def test_a_request_too_long_to_keep_is_not_resent(self):
+        """Only a request that fits in 64 KiB is kept for a resend: a longer one on a kept connection
+        the origin closes under it is answered 502, as a fresh connection's would be."""
+        self.start()
+        origin = self._stale_origin(read_body=True)
+        threads = os.cpu_count() or 1
+        for i in range(threads):
+            _, body, _ = self.through("-H", "Expect:", "--data-binary", "x" * (65 * 1024),
+                                           f"https://api.example.test:{origin.port}/long{i}", check=False)
+            self.assertIn(b"the server closed before the response was complete", body)
+            self.assertEqual(len(origin.requests_to(f"/long{i}")), 1)
+        flows, _ = self.stop_and_check()
+        self.assertEqual([(f["status"], f["error"] and f["error"]["type"]) for f in flows[threads:]],
+                         [(502, "upstream_closed")] * threads)
+
+    def test_an_origin_that_closes_under_a_request_on_a_reused_tunnel_closes_the_phones_connection(self):
+        """When the phone's connection carried a request before, the phone is shown what the origin
+        did, a close with no response, and its client decides whether to send again, as it would
+        without a proxy: not a 502 for a request it cannot tell apart from one that failed."""
+        self.start()
+        origin = StaleOrigin(self.origin.pem, self.origin.key)
+        self.addCleanup(origin.close)
+        with self._tls_tunnel("api.example.test", port=origin.port) as tls:
+            tls.sendall(b"GET /one HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
+            self.assertTrue(read_until(tls, b"ok\n").endswith(b"ok\n"))
+            tls.sendall(b"GET /two HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
+            tls.settimeout(10)
+            self.assertEqual(tls.recv(4096), b"", "the phone's connection is closed with no response")
+        self.assertEqual(origin.requests_to("/two"), [1], "sent once")
+        flows, _ = self.stop_and_check()
+        self.assertEqual([(f["status"], f["error"] and f["error"]["type"]) for f in flows],
+                         [(200, None), (None, "upstream_closed")])
 
     def test_an_idle_origin_connection_the_origin_closed_is_not_used(self):
         self.start()
