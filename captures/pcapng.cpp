@@ -1,7 +1,11 @@
 #include "captures/pcapng.hpp"
 
 #include <arpa/inet.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -61,10 +65,30 @@ std::uint32_t get32(std::string_view s, std::size_t at) {
 // RFC 1071 ones' complement sum of big-endian 16-bit words, added to `sum`. Every captured
 // segment is summed, so it is done 8 bytes at a time in host order: the ones' complement sum
 // does not depend on byte order except for a final swap (RFC 1071 §2(B)).
+// The ones' complement sum of RFC 1071 over `data` as big-endian 16-bit words, added to `sum`.
+// Summed in host order and swapped once at the end (RFC 1071 §2(B)). Every payload byte
+// captured passes through here, so 16 bytes at a time where SSE2 is there.
 std::uint32_t sum16(std::string_view data, std::uint32_t sum = 0) {
   static_assert(std::endian::native == std::endian::little);
   std::uint64_t acc = 0;
   std::size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i zero = _mm_setzero_si128();
+  while (i + 16 <= data.size()) {
+    // Each 32-bit lane gains at most 2 x 65535 a step: emptied every 16,384 steps, long before
+    // it could overflow.
+    const std::size_t block_end = i + std::min<std::size_t>((data.size() - i) / 16, 16384) * 16;
+    __m128i lanes = zero;
+    for (; i < block_end; i += 16) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data.data() + i));
+      lanes = _mm_add_epi32(lanes, _mm_unpacklo_epi16(v, zero));
+      lanes = _mm_add_epi32(lanes, _mm_unpackhi_epi16(v, zero));
+    }
+    alignas(16) std::uint32_t parts[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(parts), lanes);
+    acc += std::uint64_t{parts[0]} + parts[1] + parts[2] + parts[3];
+  }
+#endif
   for (; i + 8 <= data.size(); i += 8) {
     std::uint64_t w;
     std::memcpy(&w, data.data() + i, 8);

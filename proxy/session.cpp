@@ -118,6 +118,7 @@ std::string error_response(int status, const captures::typed_error& error) {
 
 // What a session knows about its connection, copied into each flow record.
 struct connection {
+  tcp::endpoint phone;  // as its socket gave it, once: the captures draw their streams from it
   std::string client;
   std::string client_ip;  // the phone, without its port: whose origin connections it may reuse
   captures::destination dest;
@@ -143,13 +144,13 @@ struct plain_capture {
   std::optional<captures::http_tap> decrypted;
   std::optional<captures::leg_tap> phone, origin;
 
-  void open(services& sv, connection& conn, const tcp::socket& client, const tcp::socket& upstream) {
+  void open(services& sv, connection& conn, const tcp::socket& upstream) {
     reset(conn);
     if (!sv.cfg.capture.pcapng) {
       return;
     }
     error_code ignored;
-    const auto p = client.remote_endpoint(ignored);
+    const auto& p = conn.phone;
     const auto local = upstream.local_endpoint(ignored);
     const auto o = upstream.remote_endpoint(ignored);
     phone.emplace(sv.recorder, 0, p.address().to_string(), p.port(), o.address().to_string(), o.port());
@@ -1431,7 +1432,7 @@ awaitable<void> serve_plain_http(services& sv, connection& conn, beast::tcp_stre
       current = key;
       conn.dest.ip = dialled.remote.address().to_string();
       res = std::make_unique<http1::parser>(http1::message_kind::response, limits);
-      capture.open(sv, conn, client.socket(), upstream->socket());
+      capture.open(sv, conn, upstream->socket());
     } else {
       conn.dest.ip = upstream->socket().remote_endpoint().address().to_string();
     }
@@ -1659,7 +1660,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
       co_return;
     }
     plain_capture capture;
-    capture.open(sv, conn, client.socket(), origin->socket());
+    capture.open(sv, conn, origin->socket());
     // The origin was dialled for this tunnel, so it pairs with the phone's connection: no resend.
     const redial_fn<beast::tcp_stream> no_redial;
     co_await serve_tunnel_http(sv, conn, client, cbuf, &*origin, std::nullopt, false, no_redial);
@@ -1727,9 +1728,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   std::optional<captures::leg_tap> phone_leg;
   tls_tap phone_tap;
   if (sv.cfg.capture.pcapng) {
-    error_code ignored;
-    const auto phone_end = client.socket().remote_endpoint(ignored);
-    phone_leg.emplace(sv.recorder, 0, phone_end.address().to_string(), phone_end.port(), conn.dest.ip, conn.dest.port);
+    phone_leg.emplace(sv.recorder, 0, conn.phone.address().to_string(), conn.phone.port(), conn.dest.ip, conn.dest.port);
     phone_tap = {&*phone_leg, false};
   }
   tls_stream phone(std::move(client), sv.client_facing.native_handle());
@@ -1766,9 +1765,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   conn.kind = "https";
   std::optional<captures::http_tap> plain_tap;
   if (sv.cfg.capture.pcapng) {
-    error_code ignored;
-    const auto phone_end = beast::get_lowest_layer(phone).socket().remote_endpoint(ignored);
-    plain_tap.emplace(sv.recorder, phone_end.address().to_string(), phone_end.port(), conn.dest.ip, conn.dest.port);
+    plain_tap.emplace(sv.recorder, conn.phone.address().to_string(), conn.phone.port(), conn.dest.ip, conn.dest.port);
     conn.plain = &*plain_tap;
     conn.phone_leg = phone_leg ? &*phone_leg : nullptr;
   }
@@ -1957,6 +1954,7 @@ awaitable<void> serve_client(services& sv, tcp::socket socket) {
     co_return;
   }
   connection conn;
+  conn.phone = remote;
   conn.client = endpoint_text(remote);
   conn.client_ip = unmapped(remote.address()).to_string();
   if (!client_allowed(sv, remote)) {

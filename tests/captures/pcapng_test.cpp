@@ -134,6 +134,48 @@ TEST_CASE("a synthetic TCP stream reads as HTTP in tshark, with the packet comme
   CHECK(tshark(f.path, "-o tcp.check_checksum:TRUE -o ip.check_checksum:TRUE -Y \"tcp.checksum.status == 0 || ip.checksum.status == 0\" -T fields -e frame.number").empty());
 }
 
+// RFC 1071 one 16-bit word at a time: what the frames' checksums are held to.
+std::uint32_t naive_sum(std::string_view bytes, std::uint32_t sum = 0) {
+  for (std::size_t i = 0; i < bytes.size(); i += 2) {
+    const unsigned high = static_cast<unsigned char>(bytes[i]);
+    const unsigned low = i + 1 < bytes.size() ? static_cast<unsigned char>(bytes[i + 1]) : 0;
+    sum += high << 8 | low;
+    sum = (sum & 0xffff) + (sum >> 16);
+  }
+  return sum;
+}
+
+TEST_CASE("TCP and IPv4 checksums verify for every payload length and byte value") {
+  pcapng::tcp_connection conn(*pcapng::make_endpoint("192.168.1.23", 53211), *pcapng::make_endpoint("203.0.113.7", 443));
+  std::vector<std::size_t> sizes;
+  for (std::size_t n = 0; n <= 300; ++n) {
+    sizes.push_back(n);
+  }
+  sizes.insert(sizes.end(), {4095, 4096, 4097, 65000});
+  for (const char fill : {'\x00', '\xff', '\x7f', '\x80'}) {
+    for (const std::size_t n : sizes) {
+      CAPTURE(n);
+      CAPTURE(static_cast<int>(fill));
+      std::string payload(n, fill);
+      for (std::size_t i = 0; i < n; i += 7) {
+        payload[i] = static_cast<char>(i * 131);  // some variety among the fill, carries included
+      }
+      const auto frames = conn.send(true, payload, 65535);
+      const auto frame = frames.empty() ? conn.close().front() : frames.front();  // a FIN carries no payload
+      const std::string_view ip = std::string_view(frame).substr(14, 20);
+      CHECK(naive_sum(ip) == 0xffff);
+      const std::string_view tcp = std::string_view(frame).substr(34);
+      REQUIRE(tcp.size() == 20 + n);
+      std::string pseudo(ip.substr(12, 8));  // source and destination addresses
+      pseudo += '\0';
+      pseudo += '\x06';
+      pseudo += static_cast<char>(tcp.size() >> 8);
+      pseudo += static_cast<char>(tcp.size() & 0xff);
+      CHECK(naive_sum(tcp, naive_sum(pseudo)) == 0xffff);
+    }
+  }
+}
+
 TEST_CASE("IPv6 endpoints") {
   pcapng::tcp_connection conn(*pcapng::make_endpoint("2001:db8::23", 40000), *pcapng::make_endpoint("2001:db8::7", 80));
   const auto file = capture(conn, {{true, "GET /v6 HTTP/1.1\r\nHost: six.example\r\n\r\n"}});
