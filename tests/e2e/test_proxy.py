@@ -651,6 +651,17 @@ class ProxyEndToEnd(OriginTestCase):
                 self.assertTrue(all(f["note"].startswith("resent on a new connection") for f in resent), resent)
                 self.assertEqual(sorted(l["flow"] for l in leaks if l["category"] == "imei"),
                                  sorted(f["id"] for f in resent))
+                # traffic.pcapng: the phone sent each request once; on the origin's side it went out
+                # on the kept connection and again on a new one.
+                for interface, times in ((0, 1), (1, 2)):
+                    out = subprocess.run(["tshark", "-r", str(self.proxy.session / "traffic.pcapng"), "-Y",
+                                          f"http.request && frame.interface_id == {interface}", "-T", "fields",
+                                          "-e", "tcp.stream", "-e", "http.request.uri"],
+                                         capture_output=True, text=True, timeout=120).stdout
+                    seen = [line.split("\t") for line in out.splitlines()]
+                    for i in range(threads):
+                        streams = [stream for stream, uri in seen if uri == f"/second{i}"]
+                        self.assertEqual(len(set(streams)), times, (interface, i, seen))
 
     def test_a_request_whose_body_follows_the_reset_of_its_kept_connection_is_resent(self):
         """The origin resets the kept connection after the request head and before its body: the
