@@ -683,13 +683,25 @@ enum class response_end { final, interim, failed, upgraded, origin_gone };
 //
 // - When the proxy chose the connection (one from the pool serving a tunnel's first request),
 //   the phone knows only a fresh connection: its client would not resend, and it would get a
-//   502 it never gets without the proxy. So the proxy resends, once, on a new connection, as
-//   browsers, OkHttp and squid do on a reused connection that dies this way, whatever the
-//   method. Only a request that fits `resend_cap` is kept for that; a longer one still fails.
+//   502 it never gets without the proxy. So the proxy resends an idempotent request once, on a
+//   new connection, as RFC 9110 §9.2.2 allows. Only a request that fits `resend_cap` is kept
+//   for that; a longer one still fails.
+// - A proxy must not resend any other request (RFC 9110 §9.2.2): for those the race is avoided
+//   instead. A kept connection idle for longer than `kept_fresh` is replaced by a new one before
+//   such a request goes out, which leaves the race only to servers that close idle connections
+//   within about a second.
 // - When the phone's own connection was reused too, the phone sees what it would have seen
 //   without the proxy: its connection closed with no response, and its client's own rule
 //   decides whether to send again.
 constexpr std::size_t resend_cap = 64 * 1024;
+// gunicorn's 2 s is the shortest keep-alive among common servers.
+constexpr auto kept_fresh = std::chrono::seconds(1);
+
+// RFC 9110 §9.2.2.
+bool idempotent(const std::string& method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" || method == "PUT" ||
+         method == "DELETE";
+}
 
 template <class Upstream>
 struct redialled {
@@ -698,6 +710,13 @@ struct redialled {
 };
 template <class Upstream>
 using redial_fn = std::function<awaitable<redialled<Upstream>>()>;
+
+// A tunnel's origin connection taken from the pool: how to replace it, and since when it idled.
+template <class Upstream>
+struct kept_origin {
+  redial_fn<Upstream> redial;  // empty when the connection was dialled for the tunnel
+  std::chrono::steady_clock::time_point idle_since;
+};
 
 // The origin side of a tunnel's exchanges: the stream, and for a resend the bytes the current
 // exchange sent on it and how to get a new connection.
@@ -738,8 +757,9 @@ class origin_link {
     co_return ec;
   }
 
-  // Dials a new connection and sends it everything this exchange sent so far; at most once.
-  awaitable<bool> resend(std::chrono::milliseconds timeout) {
+  // Moves to a new connection before anything is sent on the kept one; false with failure()
+  // set when dialling fails.
+  awaitable<bool> replace() {
     armed_ = false;
     auto fresh = co_await redial_();
     redial_ = nullptr;
@@ -748,6 +768,14 @@ class origin_link {
       co_return false;
     }
     stream_ = fresh.stream;
+    co_return true;
+  }
+
+  // Dials a new connection and sends it everything this exchange sent so far; at most once.
+  awaitable<bool> resend(std::chrono::milliseconds timeout) {
+    if (!co_await replace()) {
+      co_return false;
+    }
     const std::string sent = std::move(sent_);
     sent_.clear();
     if (co_await write_all(*stream_, sent, timeout)) {
@@ -1075,7 +1103,7 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
   // body that turns out malformed means the origin never saw the request at all.
   bool awaiting_continue = expects_continue(req.head());
   // A 100-continue exchange may have had an answer before its body: not one to send twice.
-  origin.begin(!both_reused && !awaiting_continue);
+  origin.begin(!both_reused && !awaiting_continue && idempotent(req.head().method));
   std::string held_head;
   if (!awaiting_continue && !cbuf.empty()) {
     held_head = head_out;
@@ -1332,7 +1360,7 @@ struct tunnel_end {
 template <class Client, class Upstream>
 awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& client, std::string& cbuf,
                                         Upstream* upstream, const std::optional<upstream_failure>& failure,
-                                        bool origin_persists, const redial_fn<Upstream>& redial) {
+                                        bool origin_persists, const kept_origin<Upstream>& kept) {
   http1::codec_limits limits{sv.cfg.limits.max_header_bytes, sv.cfg.limits.max_headers};
   http1::parser req(http1::message_kind::request, limits);
   http1::parser res(http1::message_kind::response, limits);
@@ -1341,7 +1369,7 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
   unsigned served = 0;
   std::optional<steady::time_point> last_exchange_end;
   bool origin_authenticated = false;
-  origin_link<Upstream> link(upstream, redial);
+  origin_link<Upstream> link(upstream, kept.redial);
   while (true) {
     origin_watch origin;
     if (auto* up = link.get(); up != nullptr) {
@@ -1365,6 +1393,12 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
         co_await refuse_request(sv, conn, client, req, 400, error, target);
         co_return tunnel_end{served};
       }
+    }
+    if (served == 1 && kept.redial && !idempotent(req.head().method) &&
+        steady::now() - kept.idle_since > kept_fresh && !co_await link.replace()) {
+      const auto& why = *link.failure();
+      co_await refuse_request(sv, conn, client, req, why.status, why.error, conn.dest.scheme + "://" + conn.dest.host + target);
+      co_return tunnel_end{served};
     }
     if (link.get() == nullptr) {
       co_await refuse_request(sv, conn, client, req, failure->status, failure->error,
@@ -1662,8 +1696,8 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     plain_capture capture;
     capture.open(sv, conn, origin->socket());
     // The origin was dialled for this tunnel, so it pairs with the phone's connection: no resend.
-    const redial_fn<beast::tcp_stream> no_redial;
-    co_await serve_tunnel_http(sv, conn, client, cbuf, &*origin, std::nullopt, false, no_redial);
+    const kept_origin<beast::tcp_stream> dialled_here;
+    co_await serve_tunnel_http(sv, conn, client, cbuf, &*origin, std::nullopt, false, dialled_here);
     capture.reset(conn);
     co_return;
   }
@@ -1772,9 +1806,10 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   const auto handshake_done = steady::now();
   // A kept connection the origin closes as the tunnel's first request goes out is replaced, and
   // the request resent on the new one (see `resend_cap`).
-  redial_fn<tls_stream> redial;
+  kept_origin<tls_stream> kept;
   if (from_pool) {
-    redial = [&]() -> awaitable<redialled<tls_stream>> {
+    kept.idle_since = upstream->idle_since;
+    kept.redial = [&]() -> awaitable<redialled<tls_stream>> {
       from_pool = false;
       upstream.reset();
       redialled<tls_stream> fresh;
@@ -1786,16 +1821,16 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     };
   }
   auto end = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &upstream->stream : nullptr, failure,
-                                        pool != nullptr, redial);
+                                        pool != nullptr, kept);
   if (from_pool && end.served == 0 && end.last == head_read::origin_closed) {
     // The kept connection was closed by its origin before the phone used it: the phone never
     // knew of it, so a fresh one serves the tunnel instead of the phone's being closed.
     from_pool = false;
     upstream.reset();
     failure = co_await connect_origin(sv, conn, origin, name, upstream);
-    const redial_fn<tls_stream> no_redial;
+    const kept_origin<tls_stream> dialled_here;
     end = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &upstream->stream : nullptr, failure,
-                                     pool != nullptr, no_redial);
+                                     pool != nullptr, dialled_here);
   }
   const auto unused_for = steady::now() - handshake_done;
   const bool pinned = end.served == 0 && end.last == head_read::closed && unused_for <= pinning_hang_up_window;

@@ -631,15 +631,15 @@ class ProxyEndToEnd(OriginTestCase):
 
     def test_a_kept_connection_the_origin_closes_under_the_first_request_is_replaced_and_the_request_resent(self):
         """The phone's tunnel is new, so its client would not send again: the proxy took the kept
-        connection, so the proxy resends, once, on a fresh connection. The flow and its leaks are
-        recorded once."""
+        connection, so the proxy resends an idempotent request (a PUT here), once, on a fresh
+        connection. The flow and its leaks are recorded once."""
         for read_body in (False, True):  # a reset, then a FIN
             with self.subTest(read_body=read_body):
                 self.start()
                 origin = self._stale_origin(read_body)
                 threads = os.cpu_count() or 1
                 for i in range(threads):  # round robin: each takes its thread's kept connection
-                    _, body, _ = self.through("--data-binary", f"imei={IMEI}",
+                    _, body, _ = self.through("-X", "PUT", "--data-binary", f"imei={IMEI}",
                                               f"https://api.example.test:{origin.port}/second{i}")
                     self.assertEqual(body, b"ok\n")
                 for i in range(threads):
@@ -672,7 +672,7 @@ class ProxyEndToEnd(OriginTestCase):
         for i in range(os.cpu_count() or 1):  # round robin: each takes its thread's kept connection
             origin.reset.clear()
             with self._tls_tunnel("api.example.test", port=origin.port) as tls:
-                tls.sendall(f"POST /late{i} HTTP/1.1\r\nHost: api.example.test\r\n"
+                tls.sendall(f"PUT /late{i} HTTP/1.1\r\nHost: api.example.test\r\n"
                             f"Content-Length: {len(body)}\r\n\r\n".encode())
                 self.assertTrue(origin.reset.wait(10))
                 tls.sendall(body)
@@ -684,6 +684,37 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertEqual([(f["status"], f["error"]) for f in late], [(200, None)] * len(late))
         self.assertEqual(sorted(l["flow"] for l in leaks), sorted(f["id"] for f in late))
 
+    def test_a_post_is_not_resent(self):
+        """RFC 9110 §9.2.2: a proxy must not resend a non-idempotent request. A POST on a kept
+        connection that the origin closes under it is answered 502; the origin saw it once."""
+        self.start()
+        origin = self._stale_origin(read_body=True)
+        threads = os.cpu_count() or 1
+        for i in range(threads):  # at once: the kept connections are well under a second old
+            _, body, _ = self.through("--data-binary", f"imei={IMEI}", f"https://api.example.test:{origin.port}/post{i}",
+                                      check=False)
+            self.assertIn(b"the server closed before the response was complete", body)
+            self.assertEqual(len(origin.requests_to(f"/post{i}")), 1)
+        flows, _ = self.stop_and_check()
+        self.assertEqual([(f["status"], f["error"] and f["error"]["type"]) for f in flows[threads:]],
+                         [(502, "upstream_closed")] * threads)
+
+    def test_a_post_does_not_go_out_on_a_kept_connection_idle_for_over_a_second(self):
+        """What is not resent is kept out of the race instead: a kept connection that has idled
+        long enough for a server's keep-alive to be running out is replaced before a POST."""
+        self.start()
+        origin = self._stale_origin(read_body=True)
+        primed = origin.connections
+        time.sleep(1.2)  # the kept connections' idle time is what is under test
+        threads = os.cpu_count() or 1
+        for i in range(threads):
+            _, body, _ = self.through("--data-binary", f"imei={IMEI}", f"https://api.example.test:{origin.port}/post{i}")
+            self.assertEqual(body, b"ok\n")
+            (number,) = origin.requests_to(f"/post{i}")
+            self.assertGreater(number, primed, "sent on a new connection")
+        flows, _ = self.stop_and_check()
+        self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)] * (2 * threads))
+
     def test_a_request_too_long_to_keep_is_not_resent(self):
         """Only a request that fits in 64 KiB is kept for a resend: a longer one on a kept connection
         the origin closes under it is answered 502, as a fresh connection's would be."""
@@ -691,7 +722,7 @@ class ProxyEndToEnd(OriginTestCase):
         origin = self._stale_origin(read_body=True)
         threads = os.cpu_count() or 1
         for i in range(threads):
-            _, body, _ = self.through("-H", "Expect:", "--data-binary", "x" * (65 * 1024),
+            _, body, _ = self.through("-X", "PUT", "-H", "Expect:", "--data-binary", "x" * (65 * 1024),
                                            f"https://api.example.test:{origin.port}/long{i}", check=False)
             self.assertIn(b"the server closed before the response was complete", body)
             self.assertEqual(len(origin.requests_to(f"/long{i}")), 1)
