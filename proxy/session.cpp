@@ -730,6 +730,8 @@ class origin_link {
 
   // Starts an exchange, keeping what it sends when `resendable` and a redial is possible.
   void begin(bool resendable) {
+    moved_ = replaced_;
+    replaced_ = false;
     sent_.clear();
     armed_ = resendable && redial_ != nullptr;
     resent_ = false;
@@ -737,6 +739,8 @@ class origin_link {
   }
   bool can_resend() const { return armed_; }
   bool resent() const { return resent_; }
+  // Whether the connection was replaced before this exchange sent anything.
+  bool moved() const { return moved_; }
   // Why the last resend did not happen.
   const std::optional<upstream_failure>& failure() const { return failure_; }
 
@@ -768,6 +772,7 @@ class origin_link {
       co_return false;
     }
     stream_ = fresh.stream;
+    replaced_ = true;
     co_return true;
   }
 
@@ -776,6 +781,7 @@ class origin_link {
     if (!co_await replace()) {
       co_return false;
     }
+    replaced_ = false;  // said by resent() instead
     const std::string sent = std::move(sent_);
     sent_.clear();
     if (co_await write_all(*stream_, sent, timeout)) {
@@ -793,6 +799,8 @@ class origin_link {
   std::string sent_;
   bool armed_ = false;
   bool resent_ = false;
+  bool replaced_ = false;  // by replace(), since the last begin()
+  bool moved_ = false;
   std::optional<upstream_failure> failure_;
 };
 
@@ -1104,6 +1112,10 @@ awaitable<exchange_outcome> relay_exchange(services& sv, connection& conn, Clien
   bool awaiting_continue = expects_continue(req.head());
   // A 100-continue exchange may have had an answer before its body: not one to send twice.
   origin.begin(!both_reused && !awaiting_continue && idempotent(req.head().method));
+  if (origin.moved()) {
+    x.flow.note = "sent on a new connection to the server: the kept one had idled for over a second, too long to "
+                  "risk a request that may not be resent";
+  }
   std::string held_head;
   if (!awaiting_continue && !cbuf.empty()) {
     held_head = head_out;

@@ -714,6 +714,8 @@ class ProxyEndToEnd(OriginTestCase):
             self.assertGreater(number, primed, "sent on a new connection")
         flows, _ = self.stop_and_check()
         self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)] * (2 * threads))
+        self.assertEqual([(f["note"] or "").startswith("sent on a new connection") for f in flows],
+                         [False] * threads + [True] * threads)
 
     def test_a_request_too_long_to_keep_is_not_resent(self):
         """Only a request that fits in 64 KiB is kept for a resend: a longer one on a kept connection
