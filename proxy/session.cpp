@@ -767,11 +767,11 @@ class origin_link {
     armed_ = false;
     auto fresh = co_await redial_();
     redial_ = nullptr;
+    stream_ = fresh.stream;  // the kept connection is gone either way
     if (fresh.failure) {
       failure_ = std::move(fresh.failure);
       co_return false;
     }
-    stream_ = fresh.stream;
     replaced_ = true;
     co_return true;
   }

@@ -684,6 +684,23 @@ class ProxyEndToEnd(OriginTestCase):
         self.assertEqual([(f["status"], f["error"]) for f in late], [(200, None)] * len(late))
         self.assertEqual(sorted(l["flow"] for l in leaks), sorted(f["id"] for f in late))
 
+    def test_a_resend_whose_dial_fails_tells_the_phone_why(self):
+        """The kept connection dies under the request and the origin no longer accepts new ones: the
+        phone hears why, as for any failed dial, and the flow is recorded once with that error."""
+        self.start()
+        origin = self._stale_origin(read_body=True)
+        origin.sock.shutdown(socket.SHUT_RDWR)  # stops listening (a close alone waits for the blocked accept)
+        origin.close()  # the kept connections stay open
+        threads = os.cpu_count() or 1
+        for i in range(threads):
+            _, body, _ = self.through("-X", "PUT", "--data-binary", f"imei={IMEI}",
+                                      f"https://api.example.test:{origin.port}/gone{i}", check=False)
+            self.assertIn(b"resending the request on a new connection", body)
+        flows, leaks = self.stop_and_check()
+        self.assertEqual([(f["status"], f["error"]["type"]) for f in flows[threads:]],
+                         [(502, "upstream_refused")] * threads)
+        self.assertEqual(sorted(l["flow"] for l in leaks), sorted(f["id"] for f in flows[threads:]))
+
     def test_a_post_is_not_resent(self):
         """RFC 9110 §9.2.2: a proxy must not resend a non-idempotent request. A POST on a kept
         connection that the origin closes under it is answered 502; the origin saw it once."""
