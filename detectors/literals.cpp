@@ -8,6 +8,15 @@ namespace leakscope::detectors {
 namespace {
 
 constexpr std::uint64_t golden = 0x9E3779B97F4A7C15ull;  // Fibonacci hashing: the top bits mix well
+constexpr std::uint64_t second = 0xD6E8FEB86659FD93ull;  // an odd multiplier unrelated to it
+
+bool test_bit(const std::uint64_t* bitmap, std::uint64_t h) {
+  return (bitmap[h >> 6] >> (h & 63) & 1) != 0;
+}
+
+void set_bit(std::vector<std::uint64_t>& bitmap, std::uint64_t h) {
+  bitmap[h >> 6] |= std::uint64_t{1} << (h & 63);
+}
 
 template <int Q>
 std::uint64_t load(const char* p) {
@@ -39,11 +48,13 @@ constexpr std::size_t max_stride = 16;
 }  // namespace
 
 literal_set::literal_set(const std::vector<std::string>& literals) : literals_(literals) {
-  std::vector<std::uint32_t> longs, shorts;
+  std::vector<std::uint32_t> longs, middles, shorts;
   for (std::uint32_t id = 0; id < literals_.size(); ++id) {
     const auto size = literals_[id].size();
-    if (size >= 8) {
+    if (size >= 16) {
       longs.push_back(id);
+    } else if (size >= 8) {
+      middles.push_back(id);
     } else if (size >= 4) {
       shorts.push_back(id);
     } else if (size > 0) {
@@ -51,6 +62,7 @@ literal_set::literal_set(const std::vector<std::string>& literals) : literals_(l
     }
   }
   build<8>(long_, longs);
+  build<4>(middle_, middles);
   build<4>(short_, shorts);
 }
 
@@ -72,9 +84,10 @@ void literal_set::build(table& t, const std::vector<std::uint32_t>& ids) {
   std::sort(t.entries.begin(), t.entries.end());
   t.bits = bits_for(t.entries.size());
   t.bitmap.assign((std::size_t{1} << t.bits) / 64, 0);
+  t.confirm.assign(t.bitmap.size(), 0);
   for (const auto& e : t.entries) {
-    const std::uint64_t h = (e.gram * golden) >> (64 - t.bits);
-    t.bitmap[h >> 6] |= std::uint64_t{1} << (h & 63);
+    set_bit(t.bitmap, (e.gram * golden) >> (64 - t.bits));
+    set_bit(t.confirm, (e.gram * second) >> (64 - t.bits));
   }
 }
 
@@ -88,20 +101,17 @@ void literal_set::scan(const table& t, std::string_view text, Hit&& hit) const {
   const std::size_t stride = t.stride;
   const int shift = 64 - t.bits;
   const std::uint64_t* const bitmap = t.bitmap.data();
-  const auto set = [&](std::size_t i) {
-    const std::uint64_t h = (load<Q>(data + i) * golden) >> shift;
-    return (bitmap[h >> 6] >> (h & 63) & 1) != 0;
-  };
+  const auto set = [&](std::size_t i) { return test_bit(bitmap, (load<Q>(data + i) * golden) >> shift); };
   for (std::size_t i = 0; i <= last; i += stride) {
     // Two positions per test: hits are rare, and one branch per pair halves the branches.
     if (i + stride <= last && !(set(i) | set(i + stride))) {
       i += stride;
       continue;
     }
-    if (!set(i)) {
+    const std::uint64_t w = load<Q>(data + i);
+    if (!set(i) || !test_bit(t.confirm.data(), (w * second) >> shift)) {
       continue;
     }
-    const std::uint64_t w = load<Q>(data + i);
     auto it = std::lower_bound(t.entries.begin(), t.entries.end(), entry{w, 0, 0});
     for (; it != t.entries.end() && it->gram == w; ++it) {
       if (it->offset > i) {
@@ -120,6 +130,7 @@ void literal_set::find_all(std::string_view text, std::vector<std::uint32_t>& id
   const std::size_t first = ids.size();
   const auto add = [&ids](std::size_t, std::uint32_t id) { ids.push_back(id); };
   scan<8>(long_, text, add);
+  scan<4>(middle_, text, add);
   scan<4>(short_, text, add);
   for (const std::uint32_t id : tiny_) {
     if (text.find(literals_[id]) != std::string_view::npos) {
@@ -134,6 +145,7 @@ void literal_set::find_each(std::string_view text, std::vector<occurrence>& out)
   const std::size_t first = out.size();
   const auto add = [&out](std::size_t at, std::uint32_t id) { out.push_back({at, id}); };
   scan<8>(long_, text, add);
+  scan<4>(middle_, text, add);
   scan<4>(short_, text, add);
   for (const std::uint32_t id : tiny_) {
     for (auto at = text.find(literals_[id]); at != std::string_view::npos; at = text.find(literals_[id], at + 1)) {

@@ -5,8 +5,8 @@
 // A sampled q-gram filter in the manner of Rabin–Karp with a bitmap. With the shortest literal
 // m bytes long, every occurrence of every literal covers one of the positions 0, s, 2s, … with
 // s = m - q + 1, so only those positions are looked at: each literal is entered by its q-grams at
-// offsets 0 … s-1, and the 8 bytes (4 for literals shorter than 8) at a sampled position are
-// hashed into a bitmap of those q-grams. The rare position whose hash is set is looked up
+// offsets 0 … s-1, and the q bytes at a sampled position (8, or 4 for literals shorter than 16)
+// are hashed into a bitmap of those q-grams. The rare position whose hash is set is looked up
 // exactly and the candidates, shifted back by their offset, are compared in full. The bitmap
 // stays in L1 or L2; the inner loop is one load, one multiply and one bit test per s bytes.
 // Several times faster than a DFA over thousands of literals (an RE2::Set of them ran at about
@@ -52,6 +52,9 @@ class literal_set {
     int bits = 0;
     std::size_t stride = 1;
     std::vector<std::uint64_t> bitmap;
+    // The same grams under a second hash: a position passes both before the sorted table is
+    // searched, which at tens of thousands of grams would otherwise cost more than the scan.
+    std::vector<std::uint64_t> confirm;
     std::vector<entry> entries;
     bool empty() const { return entries.empty(); }
   };
@@ -62,8 +65,12 @@ class literal_set {
   void scan(const table& t, std::string_view text, Hit&& hit) const;
 
   std::vector<std::string> literals_;
-  table long_;                         // literals of 8 bytes and more, by their first 8 bytes
-  table short_;                        // 4 to 7 bytes, by their first 4
+  // The stride is bounded by the table's shortest literal, so literals are split by length:
+  // one 10-byte literal among thousands of hashes would otherwise sample every third byte for
+  // all of them. 4-byte grams let the middle table's stride reach 5 to 12.
+  table long_;                         // 16 bytes and more, by 8-byte grams
+  table middle_;                       // 8 to 15 bytes, by 4-byte grams
+  table short_;                        // 4 to 7 bytes, by 4-byte grams
   std::vector<std::uint32_t> tiny_;    // 1 to 3 bytes: searched one by one (a rare profile value)
 };
 

@@ -86,10 +86,11 @@ TEST_CASE("thousands of literals agree with a search for each, over random and b
   }
 }
 
-// With no literal shorter than m bytes only every (m - 7)th position is looked at: a literal
-// must be found whatever its position relative to those samples, and at the buffer's edges.
+// With no literal shorter than m bytes only every (m - 3)th position (8 to 15 bytes) or
+// (m - 7)th (16 and more) is looked at: a literal must be found whatever its position relative
+// to those samples, and at the buffer's edges.
 TEST_CASE("long literals are found at every position relative to the sampled ones") {
-  for (const std::size_t shortest : {9u, 10u, 15u, 22u, 40u}) {
+  for (const std::size_t shortest : {8u, 9u, 10u, 15u, 16u, 17u, 22u, 40u}) {
     CAPTURE(shortest);
     std::mt19937 rng(static_cast<unsigned>(shortest));
     std::vector<std::string> literals;
