@@ -290,7 +290,10 @@ struct engine::scan {
 
   // Whole degrees of the profile's fix (one either side, for a fix near a degree line): a
   // number can only be near the fix if it starts with one of these, as degrees or x1e5/x1e6.
-  std::string leads[6];
+  // Each is kept as the first bytes of a token that starts with it, and a mask of as many
+  // bytes, so that a token's first four bytes are compared with all of them at once.
+  std::uint32_t lead_bytes[6] = {};
+  std::uint32_t lead_masks[6] = {};
   int n_leads = 0;
 
   explicit scan(const engine& engine) : e(engine) {
@@ -299,7 +302,11 @@ struct engine::scan {
         for (const long delta : {-1L, 0L, 1L}) {
           const long whole = static_cast<long>(d) + delta;
           if (whole > 0) {
-            leads[n_leads++] = std::to_string(whole);
+            const std::string lead = std::to_string(whole);  // 1 to 3 digits: degrees are at most 181
+            const unsigned char ones[4] = {0xff, 0xff, 0xff, 0xff};
+            std::memcpy(&lead_bytes[n_leads], lead.data(), lead.size());
+            std::memcpy(&lead_masks[n_leads], ones, lead.size());
+            ++n_leads;
           }
         }
       }
@@ -313,17 +320,13 @@ struct engine::scan {
     if (token.size() < 4) {
       return false;
     }
+    std::uint32_t first;
+    std::memcpy(&first, token.data(), sizeof first);  // in the byte order the leads were stored in
+    bool near = false;
     for (int k = 0; k < n_leads; ++k) {
-      const auto& lead = leads[k];  // two or three digits: a loop, not a call to memcmp
-      std::size_t i = 0;
-      while (i < lead.size() && token[i] == lead[i]) {
-        ++i;
-      }
-      if (i == lead.size()) {
-        return true;
-      }
+      near |= (first & lead_masks[k]) == lead_bytes[k];
     }
-    return false;
+    return near;
   }
 
   // "code", "Code", "OTP" or "otp" somewhere in a value.
