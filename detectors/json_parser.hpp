@@ -182,9 +182,23 @@ class json_parser {
   }
 
   // A string token: `out` views the source when the string has no escapes (the common case),
-  // else the decoded copy in scratch_, valid until the next call.
+  // else the decoded copy in scratch_, valid until the next call. The common case is kept
+  // small enough to inline into the grammar's loop.
   bool string(std::string_view& out) {
     ++pos_;  // the opening quote
+    const std::size_t start = pos_;
+    bool at_quote = false;
+    const std::size_t run_end = plain_run_end(pos_, at_quote);
+    if (at_quote) [[likely]] {
+      out = std::string_view(s_.data() + start, run_end - start);
+      pos_ = run_end + 1;
+      return true;
+    }
+    return escaped_string(out);
+  }
+
+  // string() from its opening quote on, for a string with an escape (or an error).
+  [[gnu::noinline]] bool escaped_string(std::string_view& out) {
     const std::size_t start = pos_;
     bool escaped = false;
     scratch_.clear();
