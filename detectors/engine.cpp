@@ -370,10 +370,22 @@ struct engine::scan {
     if ((seen & char_class::trigger) != 0) {
       return true;
     }
-    if (digit_count >= 11 && has_identifier_run(v)) {
+    // Most values fail every rule below on these flags alone: they are decided here, and the
+    // rules' own passes stay out of line.
+    if (near_fix(v)) {
       return true;
     }
-    if (n_leads > 0 && near_fix(v)) {
+    constexpr unsigned both_cases = char_class::upper | char_class::lower;
+    if (digit_count < 11 && (seen & char_class::code_middle) == 0 &&
+        ((seen & both_cases) != both_cases || v.size() < 16)) {
+      return false;
+    }
+    return could_match_rules(v, seen, digit_count);
+  }
+
+  // The rules of could_match_given() that look at a value again, with its byte classes `seen`.
+  [[gnu::noinline]] bool could_match_rules(std::string_view v, unsigned seen, std::size_t digit_count) const {
+    if (digit_count >= 11 && has_identifier_run(v)) {
       return true;
     }
     if ((seen & char_class::code_middle) != 0 && has_code_word(v)) {
@@ -782,9 +794,15 @@ struct engine::scan {
     static std::uint64_t fingerprint(std::string_view v) {
       std::uint64_t first = 0;
       std::uint64_t last = 0;
-      const std::size_t n = std::min<std::size_t>(v.size(), 8);
-      std::memcpy(&first, v.data(), n);
-      std::memcpy(&last, v.data() + v.size() - n, n);
+      if (v.size() >= 8) {  // two fixed-size loads: a memcpy of a variable size is a call
+        std::memcpy(&first, v.data(), 8);
+        std::memcpy(&last, v.data() + v.size() - 8, 8);
+      } else {
+        for (const char c : v) {
+          first = (first << 8) | static_cast<unsigned char>(c);
+        }
+        last = first;
+      }
       return (first ^ (last * 0x9e3779b97f4a7c15ull)) + v.size();
     }
     static bool hand_over() { return false; }  // for the tree walk to do
