@@ -142,21 +142,37 @@ void literal_set::find_all(std::string_view text, std::vector<std::uint32_t>& id
 }
 
 void literal_set::find_each(std::string_view text, std::vector<occurrence>& out) const {
-  const std::size_t first = out.size();
+  const auto first = static_cast<std::ptrdiff_t>(out.size());
   const auto add = [&out](std::size_t at, std::uint32_t id) { out.push_back({at, id}); };
+  const auto by_position = [](const occurrence& a, const occurrence& b) { return a.at < b.at || (a.at == b.at && a.id < b.id); };
+  // A table reports in the order of its sampled positions, and what it finds at one position
+  // starts within the stride before it: each table's run is in order but for the rare
+  // position with several finds, and the runs are merged instead of sorting them all (a batch
+  // with an identifier per event has tens of thousands of occurrences).
+  std::ptrdiff_t run = first;
+  const auto merge_run = [&] {
+    const auto from = out.begin() + run;
+    if (!std::is_sorted(from, out.end(), by_position)) {
+      std::sort(from, out.end(), by_position);
+    }
+    std::inplace_merge(out.begin() + first, from, out.end(), by_position);
+    run = static_cast<std::ptrdiff_t>(out.size());
+  };
   scan<8>(long_, text, add);
+  merge_run();
   scan<4>(middle_, text, add);
+  merge_run();
   scan<4>(short_, text, add);
+  merge_run();
   for (const std::uint32_t id : tiny_) {
     for (auto at = text.find(literals_[id]); at != std::string_view::npos; at = text.find(literals_[id], at + 1)) {
       out.push_back({at, id});
     }
+    merge_run();
   }
-  const auto by_position = [](const occurrence& a, const occurrence& b) { return a.at < b.at || (a.at == b.at && a.id < b.id); };
-  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(), by_position);
   // A literal sampled at two positions of one stride window is found twice.
   const auto same = [](const occurrence& a, const occurrence& b) { return a.at == b.at && a.id == b.id; };
-  out.erase(std::unique(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(), same), out.end());
+  out.erase(std::unique(out.begin() + first, out.end(), same), out.end());
 }
 
 }  // namespace leakscope::detectors
