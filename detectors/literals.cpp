@@ -119,7 +119,11 @@ void literal_set::scan(const table& t, std::string_view text, Hit&& hit) const {
       }
       const std::size_t start = i - it->offset;
       const auto& l = literals_[it->id];
-      if (l.size() <= text.size() - start && std::memcmp(data + start, l.data(), l.size()) == 0) {
+      const std::size_t n = l.size();
+      // Literals that share a gram (one value's siblings in a profile) mostly differ at their
+      // end: its last Q bytes are compared before the call to memcmp.
+      if (n <= text.size() - start && load<Q>(data + start + n - Q) == load<Q>(l.data() + n - Q) &&
+          std::memcmp(data + start, l.data(), n) == 0) {
         hit(start, it->id);
       }
     }
