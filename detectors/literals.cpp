@@ -10,8 +10,9 @@ namespace {
 constexpr std::uint64_t golden = 0x9E3779B97F4A7C15ull;  // Fibonacci hashing: the top bits mix well
 constexpr std::uint64_t second = 0xD6E8FEB86659FD93ull;  // an odd multiplier unrelated to it
 
-bool test_bit(const std::uint64_t* bitmap, std::uint64_t h) {
-  return (bitmap[h >> 6] >> (h & 63) & 1) != 0;
+// The bit as a number, so that two tests can be or-ed without a branch between them.
+std::uint64_t test_bit(const std::uint64_t* bitmap, std::uint64_t h) {
+  return bitmap[h >> 6] >> (h & 63) & 1;
 }
 
 void set_bit(std::vector<std::uint64_t>& bitmap, std::uint64_t h) {
@@ -104,12 +105,12 @@ void literal_set::scan(const table& t, std::string_view text, Hit&& hit) const {
   const auto set = [&](std::size_t i) { return test_bit(bitmap, (load<Q>(data + i) * golden) >> shift); };
   for (std::size_t i = 0; i <= last; i += stride) {
     // Two positions per test: hits are rare, and one branch per pair halves the branches.
-    if (i + stride <= last && !(set(i) | set(i + stride))) {
+    if (i + stride <= last && (set(i) | set(i + stride)) == 0) {
       i += stride;
       continue;
     }
     const std::uint64_t w = load<Q>(data + i);
-    if (!set(i) || !test_bit(t.confirm.data(), (w * second) >> shift)) {
+    if (set(i) == 0 || test_bit(t.confirm.data(), (w * second) >> shift) == 0) {
       continue;
     }
     auto it = std::lower_bound(t.entries.begin(), t.entries.end(), entry{w, 0, 0});
