@@ -18,6 +18,10 @@
 #include <unordered_set>
 #include <strings.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace leakscope::detectors {
 
 std::string mask(const std::string& value) {
@@ -158,6 +162,8 @@ constexpr unsigned trigger = 2;      // a value holding it is always worth a loo
 constexpr unsigned lower = 4;
 constexpr unsigned code_middle = 8;  // the middle of "ode", "OTP" or "otp"
 constexpr unsigned upper = 16;
+constexpr unsigned code_o = 32;      // the o of "ode", "OTP" or "otp", which hex digits lack
+constexpr unsigned code_word = code_middle | code_o;  // a value without both holds no code word
 }  // namespace char_class
 constexpr std::array<std::uint8_t, 256> char_classes = [] {
   std::array<std::uint8_t, 256> t{};
@@ -170,6 +176,9 @@ constexpr std::array<std::uint8_t, 256> char_classes = [] {
   }
   for (const char c : {'d', 'T', 't'}) {
     t[static_cast<unsigned char>(c)] |= char_class::code_middle;
+  }
+  for (const char c : {'o', 'O'}) {
+    t[static_cast<unsigned char>(c)] |= char_class::code_o;
   }
   for (const char c : {'@', '%', ',', ';', '|', '{', '[', ':', '+', '=', '&'}) {
     t[static_cast<unsigned char>(c)] = char_class::trigger;
@@ -292,8 +301,11 @@ struct engine::scan {
   // number can only be near the fix if it starts with one of these, as degrees or x1e5/x1e6.
   // Each is kept as the first bytes of a token that starts with it, and a mask of as many
   // bytes, so that a token's first four bytes are compared with all of them at once.
-  std::uint32_t lead_bytes[6] = {};
-  std::uint32_t lead_masks[6] = {};
+  // Unused entries match nothing (no masked value equals all ones under an empty mask), so
+  // all eight are compared in two vector steps, without a loop.
+  static constexpr int max_leads = 8;
+  alignas(16) std::uint32_t lead_bytes[max_leads] = {~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u};
+  alignas(16) std::uint32_t lead_masks[max_leads] = {};
   int n_leads = 0;
 
   explicit scan(const engine& engine) : e(engine) {
@@ -304,6 +316,7 @@ struct engine::scan {
           if (whole > 0) {
             const std::string lead = std::to_string(whole);  // 1 to 3 digits: degrees are at most 181
             const unsigned char ones[4] = {0xff, 0xff, 0xff, 0xff};
+            lead_bytes[n_leads] = 0;
             std::memcpy(&lead_bytes[n_leads], lead.data(), lead.size());
             std::memcpy(&lead_masks[n_leads], ones, lead.size());
             ++n_leads;
@@ -322,11 +335,19 @@ struct engine::scan {
     }
     std::uint32_t first;
     std::memcpy(&first, token.data(), sizeof first);  // in the byte order the leads were stored in
+#if defined(__SSE2__)
+    const __m128i x = _mm_set1_epi32(static_cast<int>(first));
+    const auto at = [](const std::uint32_t* p) { return _mm_load_si128(reinterpret_cast<const __m128i*>(p)); };
+    const __m128i low = _mm_cmpeq_epi32(_mm_and_si128(x, at(lead_masks)), at(lead_bytes));
+    const __m128i high = _mm_cmpeq_epi32(_mm_and_si128(x, at(lead_masks + 4)), at(lead_bytes + 4));
+    return _mm_movemask_epi8(_mm_or_si128(low, high)) != 0;
+#else
     bool near = false;
-    for (int k = 0; k < n_leads; ++k) {
+    for (int k = 0; k < max_leads; ++k) {
       near |= (first & lead_masks[k]) == lead_bytes[k];
     }
     return near;
+#endif
   }
 
   // "code", "Code", "OTP" or "otp" somewhere in a value.
@@ -376,7 +397,7 @@ struct engine::scan {
       return true;
     }
     constexpr unsigned both_cases = char_class::upper | char_class::lower;
-    if (digit_count < 11 && (seen & char_class::code_middle) == 0 &&
+    if (digit_count < 11 && (seen & char_class::code_word) != char_class::code_word &&
         ((seen & both_cases) != both_cases || v.size() < 16)) {
       return false;
     }
@@ -388,7 +409,7 @@ struct engine::scan {
     if (digit_count >= 11 && has_identifier_run(v)) {
       return true;
     }
-    if ((seen & char_class::code_middle) != 0 && has_code_word(v)) {
+    if ((seen & char_class::code_word) == char_class::code_word && has_code_word(v)) {
       return true;  // verification-code phrasing: "code", "Code", "OTP", "otp"
     }
     // looks_base64() wants both cases: a long value in one case (padding, hex, a word) is

@@ -480,7 +480,9 @@ bool list_item_candidate(std::string_view text) {
   if ((text.size() == 12 || text.size() == 17) && !normalized_mac(text, buf).empty()) {
     return true;
   }
-  if (text.size() < 3) {
+  // A package name starts with a lower-case letter (package_name_valid), which numbers,
+  // timestamps and most identifiers do not.
+  if (text.size() < 3 || text[0] < 'a' || text[0] > 'z') {
     return false;
   }
   // A loop, not memchr: most scalars are a few bytes long, where the call costs more than the scan.
