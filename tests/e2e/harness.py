@@ -22,6 +22,47 @@ TRUSTED_NAMES = ["api.example.test", "sdk.umeng.com", "bank.example.test"]
 UNTRUSTED_NAME = "untrusted.example.test"
 
 
+# A run stopped from outside (a SIGTERM or SIGHUP, as CI sends when it cancels a job) still
+# stops the servers and proxies it started and removes its scratch folders, which hold
+# gigabytes of captures after the large-body tests. What registered last is undone first:
+# processes before the folders they write into. (ctest's own timeout kills with SIGKILL, which
+# nothing can catch.)
+_undo_on_signal = []
+
+
+def undo_on_signal(fn):
+    """Registers `fn` to run if the run is stopped by SIGTERM or SIGHUP; returns `fn`."""
+    _undo_on_signal.append(fn)
+    return fn
+
+
+def stop_on_signal(proc):
+    """Registers a started process to be stopped if the run is stopped; returns it."""
+    def stop():
+        if proc.poll() is None:
+            proc.terminate()  # nginx's master takes its workers down on SIGTERM, not on SIGKILL
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    undo_on_signal(stop)
+    return proc
+
+
+def _stopped(signum, _frame):
+    for fn in reversed(_undo_on_signal):
+        try:
+            fn()
+        except Exception:  # one failed step must not keep the others from running
+            pass
+    os._exit(128 + signum)
+
+
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _stopped)
+    signal.signal(signal.SIGHUP, _stopped)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -137,8 +178,8 @@ http {{
 }}
 """)
         with open(root / "logs/nginx.stderr", "wb") as err:
-            self.proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(root)],
-                                         stdout=subprocess.DEVNULL, stderr=err)
+            self.proc = stop_on_signal(subprocess.Popen([NGINX, "-c", str(conf), "-p", str(root)],
+                                                        stdout=subprocess.DEVNULL, stderr=err))
         for port in (self.tls_port, self.bad_port, self.http_port, self.sink_port):
             wait_for_port(port)
 
@@ -186,9 +227,9 @@ upstream:
 device: {json.dumps(device)}
 {extra_config}
 """)
-        self.proc = subprocess.Popen([LEAKSCOPE, "run", "-c", str(self.config)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                                     text=True)
+        self.proc = stop_on_signal(subprocess.Popen(
+            [LEAKSCOPE, "run", "-c", str(self.config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=stdin if stdin is not None else subprocess.DEVNULL, text=True))
         self.banner = []
         self.port = None
         self.session = None
@@ -285,7 +326,9 @@ def curl(*args, check=True):
 
 
 def temp_root(prefix):
-    return Path(tempfile.mkdtemp(prefix=f"leakscope-{prefix}-"))
+    root = Path(tempfile.mkdtemp(prefix=f"leakscope-{prefix}-"))
+    undo_on_signal(lambda: shutil.rmtree(root, ignore_errors=True))
+    return root
 
 
 class OriginTestCase(unittest.TestCase):
@@ -333,7 +376,7 @@ def okhttp(*args, prefix=()):
     (exit code, one output line per request)."""
     global _okhttp_classes
     if _okhttp_classes is None:
-        out = Path(tempfile.mkdtemp(prefix="leakscope-okhttp-"))
+        out = temp_root("okhttp")
         atexit.register(shutil.rmtree, out, ignore_errors=True)
         out.chmod(0o755)
         run(["javac", "-d", str(out), "-cp", ":".join(OKHTTP_CLASSPATH),

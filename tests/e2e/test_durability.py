@@ -8,7 +8,7 @@ import struct
 import subprocess
 import time
 
-from harness import LEAKSCOPE, OriginTestCase
+from harness import LEAKSCOPE, OriginTestCase, stop_on_signal
 
 IMEI = "865432101234564"
 KILLS = 20
@@ -35,10 +35,10 @@ class KillNine(OriginTestCase):
         for attempt in range(KILLS):
             proxy = self.start()
             # A client that keeps sending leaks until the proxy disappears.
-            load = subprocess.Popen(
+            load = stop_on_signal(subprocess.Popen(
                 ["bash", "-c", f"for i in $(seq 1 400); do curl -s -o /dev/null -x {proxy.url} --cacert {proxy.ca_pem} "
                                f"--data-binary 'imei={IMEI}&n='$i {url} || exit 0; done"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             # The moment of the kill is the fault being injected, not a synchronisation point.
             time.sleep(rng.uniform(0.05, 0.6))
             proxy.proc.send_signal(signal.SIGKILL)

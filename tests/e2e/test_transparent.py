@@ -10,7 +10,7 @@ import subprocess
 import unittest
 from pathlib import Path
 
-from harness import LEAKSCOPE, NGINX, make_ca, make_leaf, okhttp, run, temp_root
+from harness import LEAKSCOPE, NGINX, make_ca, make_leaf, okhttp, run, stop_on_signal, temp_root, undo_on_signal
 
 PHONE4, ROUTER4_PHONE, ROUTER4_ORIGIN, ORIGIN4 = "10.77.1.2", "10.77.1.1", "10.77.2.1", "10.77.2.2"
 PHONE6, ROUTER6_PHONE, ROUTER6_ORIGIN, ORIGIN6 = "fd77:1::2", "fd77:1::1", "fd77:2::1", "fd77:2::2"
@@ -95,6 +95,7 @@ class Transparent(unittest.TestCase):
     def setUpClass(cls):
         cls.root = temp_root("transparent")
         cls.net = Namespaces()
+        undo_on_signal(cls.net.close)
         cls.procs = []
         try:
             cls.start_origin()
@@ -107,7 +108,7 @@ class Transparent(unittest.TestCase):
 
     @classmethod
     def spawn(cls, ns, args, **kw):
-        p = subprocess.Popen(cls.net.cmd(ns, *args), **kw)
+        p = stop_on_signal(subprocess.Popen(cls.net.cmd(ns, *args), **kw))
         cls.procs.append(p)
         return p
 

@@ -6,7 +6,7 @@ import subprocess
 import unittest
 from pathlib import Path
 
-from harness import OriginTestCase, curl
+from harness import OriginTestCase, curl, stop_on_signal
 
 IMEI = "865432101234564"
 PHONE = "13812345678"
@@ -17,8 +17,8 @@ class WebSocket(OriginTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.server = subprocess.Popen([*PEER, "server", str(cls.origin.pem), str(cls.origin.key)],
-                                      stdout=subprocess.PIPE, text=True)
+        cls.server = stop_on_signal(subprocess.Popen([*PEER, "server", str(cls.origin.pem), str(cls.origin.key)],
+                                                     stdout=subprocess.PIPE, text=True))
         line = cls.server.stdout.readline().split()
         assert line[0] == "ready", line
         cls.ws_port = int(line[1])
