@@ -243,16 +243,23 @@ bool worth_checking(std::string_view token) {
   return hex && (n == 12 || n == 14 || n == 16 || n == 32 || n == 64);
 }
 
-bool contains_ascii_ci(std::string_view text, std::string_view word) {
-  if (text.size() < word.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i + word.size() <= text.size(); ++i) {
-    std::size_t k = 0;
-    while (k < word.size() && (text[i + k] | 0x20) == word[k]) {
-      ++k;
+// "code" or "otp" in any case ("passcode" holds "code"): one pass, since every value of eight
+// bytes or more is asked.
+bool has_code_word_ci(std::string_view text) {
+  const auto at = [&text](std::size_t i, std::string_view word) {
+    if (text.size() - i < word.size()) {
+      return false;
     }
-    if (k == word.size()) {
+    for (std::size_t k = 1; k < word.size(); ++k) {
+      if ((text[i + k] | 0x20) != word[k]) {
+        return false;
+      }
+    }
+    return true;
+  };
+  for (std::size_t i = 0; i + 3 <= text.size(); ++i) {
+    const char c = static_cast<char>(text[i] | 0x20);
+    if ((c == 'c' && at(i, "code")) || (c == 'o' && at(i, "otp"))) {
       return true;
     }
   }
@@ -263,8 +270,7 @@ bool contains_ascii_ci(std::string_view text, std::string_view word) {
 bool verification_sms(std::string_view text) {
   // Most values contain none of the trigger words; only those reach the regular expressions.
   const bool zh_word = text.find("码") != std::string_view::npos || text.find("碼") != std::string_view::npos;
-  const bool en_word = contains_ascii_ci(text, "code") || contains_ascii_ci(text, "otp") ||
-                       contains_ascii_ci(text, "passcode");
+  const bool en_word = has_code_word_ci(text);
   if (!zh_word && !en_word) {
     return false;
   }
