@@ -344,7 +344,7 @@ void scan_scalar(std::string_view key, std::string_view value, std::vector<patte
       std::all_of(value.begin(), value.end(), [](unsigned char c) { return std::isdigit(c) || c == ' ' || c == '-' || c == '+' || c == '(' || c == ')'; })) {
     check_token(key, digits_only(value), out);
   }
-  if (value.size() >= 4 && (key_sms(key) || value.size() >= 8) && verification_sms(value)) {
+  if (value.size() >= 4 && (value.size() >= 8 || key_sms(key)) && verification_sms(value)) {
     emit(out, "sms", true, value.substr(0, 64));
   }
   if (value.find("BEGIN:VCARD") != std::string_view::npos && value.find("TEL") != std::string_view::npos) {
@@ -502,6 +502,13 @@ bool list_item_candidate(std::string_view text) {
 }
 
 bool list_item(std::string_view text) {
+  // Called for every part of every string with a separator: most parts are numbers or words,
+  // told apart by shape first (a MAC has 12 or 17 characters, a package name starts with a
+  // lower-case letter).
+  const bool mac_size = text.size() == 12 || text.size() == 17;
+  if (!mac_size && (text.empty() || text[0] < 'a' || text[0] > 'z')) {
+    return false;
+  }
   char buf[13];
   return package_like(text) || !normalized_mac(text, buf).empty();
 }
