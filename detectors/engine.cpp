@@ -926,7 +926,7 @@ struct engine::scan {
       if (k == nullptr || !k->repeated || s.side_effects() != effects) {
         return;
       }
-      constexpr std::size_t kept_per_key = 4;
+      constexpr std::size_t kept_per_key = 8;
       outcome* slot = nullptr;
       if (k->outcomes.size() < kept_per_key) {
         slot = &k->outcomes.emplace_back();

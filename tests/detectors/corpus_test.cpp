@@ -203,6 +203,16 @@ std::vector<std::string> event_batches() {
       out.push_back(R"({"events":[)" + events + tail + "]}");
     }
   }
+  // One key with more values than the walk keeps per key (eight), in an irregular order, so
+  // that kept values are replaced and values are met again both before and after replacement.
+  std::string cycling;
+  unsigned x = 1;
+  for (int i = 0; i < 60; ++i) {
+    x = (x * 37 + 11) % 101;  // ten of the eleven numbers, 21 times met again in a replaced slot
+    cycling += std::string(i == 0 ? "" : ",") + R"({"dev":{"msisdn":"139123456)" + std::to_string(10 + x % 11) +
+               R"(","imei":"865432101234564"}})";
+  }
+  out.push_back(R"({"events":[)" + cycling + "]}");
   return out;
 }
 
