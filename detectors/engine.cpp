@@ -306,6 +306,7 @@ struct engine::scan {
   static constexpr int max_leads = 8;
   alignas(16) std::uint32_t lead_bytes[max_leads] = {~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u, ~0u};
   alignas(16) std::uint32_t lead_masks[max_leads] = {};
+  std::size_t lead_lengths[max_leads] = {};
   int n_leads = 0;
 
   explicit scan(const engine& engine) : e(engine) {
@@ -319,6 +320,7 @@ struct engine::scan {
             lead_bytes[n_leads] = 0;
             std::memcpy(&lead_bytes[n_leads], lead.data(), lead.size());
             std::memcpy(&lead_masks[n_leads], ones, lead.size());
+            lead_lengths[n_leads] = lead.size();
             ++n_leads;
           }
         }
@@ -340,14 +342,36 @@ struct engine::scan {
     const auto at = [](const std::uint32_t* p) { return _mm_load_si128(reinterpret_cast<const __m128i*>(p)); };
     const __m128i low = _mm_cmpeq_epi32(_mm_and_si128(x, at(lead_masks)), at(lead_bytes));
     const __m128i high = _mm_cmpeq_epi32(_mm_and_si128(x, at(lead_masks + 4)), at(lead_bytes + 4));
-    return _mm_movemask_epi8(_mm_or_si128(low, high)) != 0;
+    // Four bits per lead, lead k at bit 4k.
+    const auto matched = static_cast<std::uint32_t>(_mm_movemask_epi8(low)) |
+                         static_cast<std::uint32_t>(_mm_movemask_epi8(high)) << 16;
 #else
-    bool near = false;
+    std::uint32_t matched = 0;
     for (int k = 0; k < max_leads; ++k) {
-      near |= (first & lead_masks[k]) == lead_bytes[k];
+      matched |= (first & lead_masks[k]) == lead_bytes[k] ? 0xfu << (4 * k) : 0;
     }
-    return near;
 #endif
+    return matched != 0 && lead_fits(token, matched);
+  }
+
+  // Whether a token that starts with a lead (`matched`, four bits per lead) is shaped as
+  // readings() could take it: the lead's whole degrees and a '.', or an integer of degrees
+  // x1e5 or x1e6, five or six digits longer than the lead. Numbers that only start alike (a
+  // duration of 3912 ms, a price of 395.00) are near the fix in no reading, and without this
+  // each of them went through the detectors.
+  [[gnu::noinline]] bool lead_fits(std::string_view token, std::uint32_t matched) const {
+    std::size_t run = 0;
+    while (run < token.size() && token[run] >= '0' && token[run] <= '9') {
+      ++run;
+    }
+    const bool dot_after = run < token.size() && token[run] == '.';
+    for (int k = 0; k < max_leads; ++k) {
+      const std::size_t n = lead_lengths[k];
+      if ((matched >> (4 * k) & 0xfu) != 0 && ((run == n && dot_after) || run == n + 5 || run == n + 6)) {
+        return true;
+      }
+    }
+    return false;
   }
 
   // "code", "Code", "OTP" or "otp" somewhere in a value.
