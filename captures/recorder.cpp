@@ -83,8 +83,7 @@ recorder::recorder(std::filesystem::path session_dir, bool pcapng) : dir_(std::m
       continue;
     }
     // The captures and the exchanges' bodies are the bulk of a session's bytes: direct I/O.
-    const bool bulk = i == traffic_file || i == decrypted_file || i == exchanges_file;
-    files_[i] = std::make_unique<append_file>(dir_ / file_names[i], bulk);
+    files_[i] = std::make_unique<append_file>(dir_ / file_names[i], is_bulk(i));
   }
   if (pcapng_) {
     const std::string header = pcapng::section_header("leakscope") +
@@ -196,6 +195,11 @@ bool recorder::append(int file, std::span<const std::string_view> lines) {
   if (error == 0) {
     return true;
   }
+  report_failure(error);
+  return false;
+}
+
+void recorder::report_failure(int error) {
   const std::string why = "cannot write to " + dir_.string() + ": " + std::strerror(error);
   if (healthy_.exchange(false)) {
     std::cerr << "leakscope: " << why << "; not intercepting new connections until it can write again\n";
@@ -203,7 +207,6 @@ bool recorder::append(int file, std::span<const std::string_view> lines) {
     failure_ = why;
     failed_at_ = iso8601(std::chrono::system_clock::now());
   }
-  return false;
 }
 
 void recorder::count(const item& it, bool written) {
@@ -230,7 +233,8 @@ void recorder::count(const item& it, bool written) {
   }
 }
 
-void recorder::sync_dirty() {
+void recorder::sync_dirty(pending_writes& p) {
+  release_held(p, true);
   for (int i = 0; i < file_count; ++i) {
     if (dirty_[i]) {
       if (const int error = files_[i]->sync(); error != 0) {
@@ -245,6 +249,17 @@ void recorder::sync_dirty() {
 struct recorder::pending_writes {
   std::vector<item> items[file_count];
   std::size_t bytes[file_count] = {};
+  // Lines that refer to bulk bytes not yet surely in their files (a flow to its frames and its
+  // exchange), held until they are: a reader never finds a line whose frames are missing, and
+  // neither does one after a crash. `needs` is each bulk file's size when the lines came.
+  struct held_lines {
+    std::uint64_t needs[file_count] = {};
+    std::vector<item> items[file_count];
+  };
+  std::deque<held_lines> held;
+  // Bulk appends not yet settled, as (append number, records in it): the records lost with a
+  // failed write are counted when the file is settled.
+  std::deque<std::pair<std::uint64_t, std::size_t>> unsettled[file_count];
 };
 
 void recorder::flush(pending_writes& p, int file) {
@@ -256,9 +271,24 @@ void recorder::flush(pending_writes& p, int file) {
   for (const auto& it : p.items[file]) {
     lines.push_back(it.line);
   }
-  const bool written = append(file, lines);
-  dirty_[file] = dirty_[file] || written;
-  {
+  if (is_bulk(file)) {
+    p.unsettled[file].emplace_back(files_[file]->append_later(lines), p.items[file].size());
+    dirty_[file] = true;
+  } else if (refers_to_bulk(file) && held_back(p)) {
+    // Behind lines already held, or ahead of the bytes they refer to: held too.
+    std::uint64_t needs[file_count] = {};
+    for (int f = 0; f < file_count; ++f) {
+      needs[f] = is_bulk(f) && files_[f] ? files_[f]->size() : 0;
+    }
+    if (p.held.empty() || !std::equal(std::begin(needs), std::end(needs), std::begin(p.held.back().needs))) {
+      p.held.emplace_back();
+      std::copy(std::begin(needs), std::end(needs), std::begin(p.held.back().needs));
+    }
+    auto& to = p.held.back().items[file];
+    std::move(p.items[file].begin(), p.items[file].end(), std::back_inserter(to));
+  } else {
+    const bool written = append(file, lines);
+    dirty_[file] = dirty_[file] || written;
     std::lock_guard lock(mutex_);
     for (const auto& it : p.items[file]) {
       count(it, written);
@@ -266,6 +296,77 @@ void recorder::flush(pending_writes& p, int file) {
   }
   p.bytes[file] = 0;
   p.items[file].clear();
+}
+
+bool recorder::held_back(const pending_writes& p) const {
+  if (!p.held.empty()) {
+    return true;
+  }
+  for (int f = 0; f < file_count; ++f) {
+    if (is_bulk(f) && files_[f] && files_[f]->in_file() < files_[f]->size()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void recorder::settle_bulk(pending_writes& p) {
+  for (int f = 0; f < file_count; ++f) {
+    if (!is_bulk(f) || !files_[f]) {
+      continue;
+    }
+    const auto settled = files_[f]->settle();
+    if (settled.error != 0) {
+      report_failure(settled.error);
+      std::uint64_t lost = 0;
+      for (const auto& [number, records] : p.unsettled[f]) {
+        lost += number >= settled.first_lost ? records : 0;
+      }
+      std::lock_guard lock(mutex_);
+      summary_.write_errors += lost;
+      lost_since_failure_ += lost;
+    }
+    p.unsettled[f].clear();
+  }
+}
+
+void recorder::release_held(pending_writes& p, bool force) {
+  if (p.held.empty()) {
+    return;
+  }
+  if (force) {
+    settle_bulk(p);
+  }
+  auto ready = p.held.begin();
+  for (; ready != p.held.end(); ++ready) {
+    bool in_file = true;
+    for (int f = 0; f < file_count && in_file && !force; ++f) {
+      in_file = !is_bulk(f) || !files_[f] || files_[f]->in_file() >= ready->needs[f];
+    }
+    if (!in_file) {
+      break;
+    }
+  }
+  for (const int file : {leaks_file, flows_file}) {
+    std::vector<std::string_view> lines;
+    for (auto g = p.held.begin(); g != ready; ++g) {
+      for (const auto& it : g->items[file]) {
+        lines.push_back(it.line);
+      }
+    }
+    if (lines.empty()) {
+      continue;
+    }
+    const bool written = append(file, lines);
+    dirty_[file] = dirty_[file] || written;
+    std::lock_guard lock(mutex_);
+    for (auto g = p.held.begin(); g != ready; ++g) {
+      for (const auto& it : g->items[file]) {
+        count(it, written);
+      }
+    }
+  }
+  p.held.erase(p.held.begin(), ready);
 }
 
 void recorder::run() {
@@ -317,7 +418,8 @@ void recorder::run() {
       }
       if (queue_.empty() && closing_) {
         lock.unlock();
-        sync_dirty();
+        flush_through(flows_file);
+        sync_dirty(pending);
         return;
       }
       batch.swap(queue_);
@@ -329,6 +431,7 @@ void recorder::run() {
     for (auto& it : batch) {
       if (!healthy_.load() && it.file == flows_file) {
         flush_through(flows_file);
+        release_held(pending, true);
         // Writing works again? Say first, in the flows log, what was lost and since when.
         std::string lost, since, why;
         {
@@ -364,8 +467,9 @@ void recorder::run() {
     }
     flush_through(flows_file);
     batch.clear();
+    release_held(pending, false);
     if (std::chrono::steady_clock::now() - last_sync_ >= group_commit) {
-      sync_dirty();
+      sync_dirty(pending);
       // The records just written were allocated by the proxy's threads and freed here, in
       // their arenas; glibc keeps such pages until the top of a heap is free, which on a long
       // transfer it seldom is. Giving them back each group commit keeps the proxy's resident

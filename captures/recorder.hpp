@@ -77,6 +77,15 @@ class recorder {
   enum file_id {
     flows_file, leaks_file, marks_file, keys_file, exchanges_file, traffic_file, decrypted_file, file_count
   };
+  // The captures and the exchanges' bodies: direct I/O, written behind the writer's back
+  // (append_file::append_later) while it goes on with the next batch.
+  static constexpr bool is_bulk(int file) {
+    return file == exchanges_file || file == traffic_file || file == decrypted_file;
+  }
+  // Lines that name frames or exchanges, which must not reach a reader before those.
+  static constexpr bool refers_to_bulk(int file) {
+    return file == flows_file || file == leaks_file;
+  }
   std::uint64_t enqueue_packet(file_id file, std::string block, bool is_packet);
   struct item {
     file_id file;
@@ -93,8 +102,15 @@ class recorder {
   void flush(pending_writes& p, int file);
   bool append(int file, std::span<const std::string_view> lines);
   bool append(int file, std::string_view line) { return append(file, std::span(&line, 1)); }
+  void report_failure(int error);
+  // Whether a line that refers to bulk bytes must wait for them (or for lines held before it).
+  bool held_back(const pending_writes& p) const;
+  // Waits until the bulk files hold every byte handed to them, counting the records lost.
+  void settle_bulk(pending_writes& p);
+  // Writes the held lines whose bytes are in their files; with `force`, settles and writes all.
+  void release_held(pending_writes& p, bool force);
   void count(const item& it, bool written);  // caller holds mutex_
-  void sync_dirty();
+  void sync_dirty(pending_writes& p);  // releases every held line first
 
   std::filesystem::path dir_;
   std::unique_ptr<append_file> files_[file_count];

@@ -190,3 +190,73 @@ TEST_CASE("an append_file that cannot be opened names the file") {
     CHECK(std::string(e.what()).find(file.string() + ": cannot open for writing") == 0);
   }
 }
+
+TEST_CASE("appends handed over with append_later are all in the file once settled, in order") {
+  for (const bool direct : {false, true}) {
+    CAPTURE(direct);
+    leakscope::testing::temp_dir tmp("files");
+    const auto file = tmp.path / "traffic.pcapng";
+    std::string expected;
+    append_file out(file, direct);
+    // Three rounds of every size, more than the buffers that may be on their way at once, and
+    // a settle after each round, which leaves the file in the middle of a block.
+    std::uint64_t number = 0;
+    for (int round = 0; round < 3; ++round) {
+      for (const auto& p : pieces()) {
+        const std::string_view view = p;
+        CHECK(out.append_later(std::span(&view, 1)) == ++number);
+        expected += p;
+        CHECK(out.size() == expected.size());
+        CHECK(out.in_file() <= out.size());
+        CHECK(contents(file).size() >= out.in_file());  // what it says is written, is
+      }
+      const auto settled = out.settle();
+      CHECK(settled.error == 0);
+      CHECK(out.in_file() == expected.size());
+      REQUIRE(contents(file) == expected);
+      out.release_buffer();
+    }
+  }
+}
+
+TEST_CASE("after a failed write, settle names the first append lost and the file holds those before it") {
+  for (const bool direct : {false, true}) {
+    CAPTURE(direct);
+    leakscope::testing::temp_dir tmp("files");
+    const auto file = tmp.path / "decrypted.pcapng";
+    append_file out(file, direct);
+    const std::size_t limit = (3u << 20) + 5000;
+    std::vector<std::string> appended;
+    append_file::settled settled;
+    {
+      file_size_limit fsize(limit);
+      for (int round = 0; round < 3; ++round) {
+        for (const auto& p : pieces()) {
+          const std::string_view view = p;
+          out.append_later(std::span(&view, 1));
+          appended.push_back(p);
+        }
+      }
+      settled = out.settle();
+    }
+    CHECK(settled.error == EFBIG);
+    REQUIRE(settled.first_lost >= 1);
+    std::string kept;
+    for (std::size_t i = 0; i + 1 < settled.first_lost; ++i) {
+      kept += appended[i];
+    }
+    CHECK(kept.size() <= limit);
+    // The failure is found a MiB at a time at worst: no append ending a MiB before the limit is lost.
+    CHECK(kept.size() + appended[settled.first_lost - 1].size() + (1u << 20) > limit);
+    CHECK(out.size() == kept.size());
+    CHECK(contents(file) == kept);
+    // With room again, appends carry on from there.
+    for (const auto& p : pieces()) {
+      const std::string_view view = p;
+      out.append_later(std::span(&view, 1));
+      kept += p;
+    }
+    CHECK(out.settle().error == 0);
+    CHECK(contents(file) == kept);
+  }
+}

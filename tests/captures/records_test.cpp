@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <random>
@@ -329,4 +330,48 @@ TEST_CASE("an exchange body comes back from its line byte for byte, as text or a
       CHECK(line.find("\"text\":" + json(body).dump() + ",") != std::string::npos);
     }
   }
+}
+
+TEST_CASE("a flow line never reaches its file before the frames queued ahead of it") {
+  char tmpl[] = "/tmp/leakscope-rec-XXXXXX";
+  const std::filesystem::path base = ::mkdtemp(tmpl);
+  const auto dir = create_session_dir(base, std::chrono::system_clock::now());
+  const std::size_t block = 200 * 1024 + 13;  // frames that end anywhere in a block of the disk
+  const int frames = 60;
+  std::uint64_t header = 0;
+  std::atomic<bool> done{false};
+  int checked = 0;
+  {
+    recorder rec(dir, true);
+    header = std::filesystem::file_size(dir / "traffic.pcapng");
+    // A reader that sees flow N must find frame N whole in the capture.
+    std::thread reader([&] {
+      while (!done.load()) {
+        const auto flows = lines_of(dir / "flows.jsonl");
+        const auto traffic = std::filesystem::file_size(dir / "traffic.pcapng");
+        for (const auto& l : flows) {
+          if (l.empty() || l.back() != '}') {
+            continue;  // a line being written
+          }
+          const auto frame = nlohmann::json::parse(l)["id"].get<std::uint64_t>();
+          CHECK(traffic >= header + frame * block);
+          ++checked;
+        }
+      }
+    });
+    for (int i = 0; i < frames; ++i) {
+      const auto frame = rec.write_traffic(std::string(block, static_cast<char>('a' + i % 26)));
+      flow_record f;
+      f.id = frame;
+      rec.write(f);
+    }
+    rec.close();
+    done = true;
+    reader.join();
+    CHECK(rec.summary().flows == static_cast<std::uint64_t>(frames));
+  }
+  CHECK(checked > 0);
+  CHECK(std::filesystem::file_size(dir / "traffic.pcapng") == header + frames * block);
+  CHECK(lines_of(dir / "flows.jsonl").size() == static_cast<std::size_t>(frames));
+  std::filesystem::remove_all(base);
 }
