@@ -7,6 +7,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <sys/socket.h>
+#include <utility>
 
 namespace leakscope::proxy {
 
@@ -28,6 +29,11 @@ int socket_read(BIO* bio, char* out, int size) {
       s->prefix_at = 0;
     }
     return static_cast<int>(n);
+  }
+  if (s->skip_recv) {
+    s->skip_recv = false;
+    BIO_set_retry_read(bio);
+    return -1;
   }
   while (true) {
     const ssize_t n = ::recv(s->fd, out, static_cast<std::size_t>(size), 0);
@@ -189,14 +195,17 @@ bool tls_stream::has_spoken() {
 
 int tls_stream::read_action::operator()(tls_stream& s, std::size_t& done) const {
   done = 0;
+  s.bio_.skip_recv = std::exchange(s.bio_.ended_drained, false);
   while (done < size) {
     std::size_t n = 0;
     const int r = SSL_read_ex(s.ssl_.get(), data + done, size - done, &n);
+    s.bio_.skip_recv = false;
     if (r > 0) {
       done += n;
       // With read-ahead, a socket read short of its buffer left nothing behind: another read
       // now would be a recv(2) that fails with EAGAIN (two per kept-alive request).
       if (s.bio_.drained && SSL_has_pending(s.ssl_.get()) == 0) {
+        s.bio_.ended_drained = true;
         break;
       }
       continue;

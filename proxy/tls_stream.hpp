@@ -141,6 +141,11 @@ class tls_stream {
     bool eof = false;
     int error = 0;  // errno of the last failed recv/send
     bool drained = false;  // the last recv took less than it asked for: the socket was empty
+    // A read that ended on an emptied socket: the next read waits for readiness at once
+    // instead of asking recv(2) for an EAGAIN first (one system call per kept-alive read;
+    // the wait's epoll_ctl reports data that came in between).
+    bool ended_drained = false;
+    bool skip_recv = false;  // set for the first BIO read of such a read
     // Records OpenSSL has written and the socket has not taken yet. One send(2) per record was
     // 64 system calls per MiB relayed; records gather here and go out together at the end of
     // each step, or as soon as they make a burst (tls_stream.cpp).
