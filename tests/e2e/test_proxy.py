@@ -896,7 +896,10 @@ class ProxyEndToEnd(OriginTestCase):
         pcap = self.proxy.session / "traffic.pcapng"
         self.assertEqual(pcap.stat().st_mode & 0o777, 0o600)
         for interface in (0, 1):  # the phone's leg, then the origin's
-            out = subprocess.run(["tshark", "-r", str(pcap), "-Y", f"http.request && frame.interface_id == {interface}",
+            # The origin's plain-HTTP port is chosen at run time and may be one Wireshark gives
+            # to another protocol: it is named as HTTP.
+            out = subprocess.run(["tshark", "-r", str(pcap), "-d", f"tcp.port=={self.origin.http_port},http",
+                                  "-Y", f"http.request && frame.interface_id == {interface}",
                                   "-T", "fields", "-e", "http.host", "-e", "http.request.uri"],
                                  capture_output=True, text=True, timeout=120).stdout
             # The phone sent plain-HTTP requests in absolute form, as one does to a proxy.
