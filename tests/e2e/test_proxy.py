@@ -898,14 +898,23 @@ class ProxyEndToEnd(OriginTestCase):
         for interface in (0, 1):  # the phone's leg, then the origin's
             # The origin's plain-HTTP port is chosen at run time and may be one Wireshark gives
             # to another protocol: it is named as HTTP.
-            out = subprocess.run(["tshark", "-r", str(pcap), "-d", f"tcp.port=={self.origin.http_port},http",
+            decode_as = ["-d", f"tcp.port=={self.origin.http_port},http"]
+            run = subprocess.run(["tshark", "-r", str(pcap), *decode_as,
                                   "-Y", f"http.request && frame.interface_id == {interface}",
                                   "-T", "fields", "-e", "http.host", "-e", "http.request.uri"],
-                                 capture_output=True, text=True, timeout=120).stdout
+                                 capture_output=True, text=True, timeout=120)
             # The phone sent plain-HTTP requests in absolute form, as one does to a proxy.
             path = lambda uri: "/" + uri.split("://", 1)[1].split("/", 1)[1] if "://" in uri else uri
-            seen = sorted((host.rsplit(":", 1)[0], path(uri)) for host, uri in (l.split("\t") for l in out.splitlines()))
-            self.assertEqual(seen, expected, f"interface {interface}")
+            seen = sorted((host.rsplit(":", 1)[0], path(uri)) for host, uri in (l.split("\t") for l in run.stdout.splitlines()))
+            if seen != expected:
+                # Every frame as tshark reads it, for a failure seen once on a fresh clone and
+                # never again: which frames of the leg are in the file, and how they were read.
+                frames = subprocess.run(["tshark", "-r", str(pcap), *decode_as, "-T", "fields", "-e", "frame.number",
+                                         "-e", "frame.interface_id", "-e", "tcp.stream", "-e", "tcp.srcport",
+                                         "-e", "tcp.dstport", "-e", "tcp.seq_raw", "-e", "tcp.len", "-e", "_ws.col.Info"],
+                                        capture_output=True, text=True, timeout=120)
+                self.fail(f"interface {interface}: {seen} != {expected}\ntshark exit {run.returncode}: {run.stderr}\n"
+                          f"{pcap.stat().st_size} bytes, frames:\n{frames.stdout}{frames.stderr}")
         decrypted = self.proxy.session / "decrypted.pcapng"
 
         def fields(file, filter_, *names):
