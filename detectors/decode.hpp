@@ -46,6 +46,9 @@ bool has_content_coding(std::string_view body, std::string_view content_encoding
 
 // "%E5%BC%A0+a" -> "张 a" (`plus_is_space` for form and query values).
 std::string percent_decode(std::string_view text, bool plus_is_space);
+// The same, without a copy of text that has nothing to decode: a view of `text` itself, else
+// of `scratch`, which is overwritten.
+std::string_view percent_decoded(std::string_view text, bool plus_is_space, std::string& scratch);
 
 // The value of a hexadecimal digit, either case; -1 for any other byte.
 inline int hex_value(char c) {

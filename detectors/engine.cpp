@@ -688,7 +688,7 @@ struct engine::scan {
         leaf(n.norm, n.text, where, chain, depth, known_here);
         if (n.kind == node::type::string && n.text.size() < 65536 &&
             list_separator(n.text) != std::string_view::npos) {
-          list_in_string(n, where, chain);
+          list_in_string(n.norm, n.text, where, chain);
         }
         return;
       }
@@ -1011,21 +1011,90 @@ struct engine::scan {
   std::array<std::size_t, 6> side_effects() const {
     return {contacts.size(), sms_tags.size(), sms_codes.size(), apps.size(), numbers.size(), out.incomplete.size()};
   }
-  // Runs json_walk; when it hands over, undoes what it reported and returns false.
-  bool walk_json(std::string_view data, const std::string& prefix, const chain_t& chain, int depth,
-                 const known_hits& hits) {
+  // Runs a walk without a tree; when it hands over (returns false), undoes everything it did,
+  // values inside values included, so that the tree walk starts from the same state.
+  template <class Walk>
+  bool walked_or_undone(Walk&& walk) {
     const std::size_t findings = out.findings.size();
     const std::size_t readings = numbers.size();
+    const std::size_t incomplete = out.incomplete.size();
+    const std::size_t scans = nested_scans;
     auto before = std::make_tuple(contacts, sms_tags, sms_codes, apps);
-    located_hits located{hits};
-    json_walk w(*this, prefix, chain, depth, located);
-    if (json_parser(data).document(w)) {
+    if (walk()) {
       return true;
     }
     out.findings.erase(out.findings.begin() + static_cast<std::ptrdiff_t>(findings), out.findings.end());
     numbers.erase(numbers.begin() + static_cast<std::ptrdiff_t>(readings), numbers.end());
+    out.incomplete.resize(incomplete);
+    nested_scans = scans;
     std::tie(contacts, sms_tags, sms_codes, apps) = std::move(before);
     return false;
+  }
+
+  bool walk_json(std::string_view data, const std::string& prefix, const chain_t& chain, int depth,
+                 const known_hits& hits) {
+    return walked_or_undone([&] {
+      located_hits located{hits};
+      json_walk w(*this, prefix, chain, depth, located);
+      return json_parser(data).document(w);
+    });
+  }
+
+  // walk() for a form body, without its tree: the same findings in the same order. A flat
+  // list of pairs gives the tree's structure detectors nothing to find unless a key is one
+  // scan_object() pairs with others (lat/lng, a cell tower, an SMS body) or a key repeats with
+  // two values scan_list() could count (package names, BSSIDs); at either it hands over.
+  // Building the tree cost more than the detectors on most form bodies: three strings and a
+  // normalised key per pair, and every repeated key grouped.
+  bool walk_form(std::string_view data, const std::string& prefix, const chain_t& chain, int depth,
+                 const known_hits& hits) {
+    return walked_or_undone([&] {
+      struct key_info {
+        std::string norm;
+        bool interesting;
+        int list_items = 0;
+      };
+      std::unordered_map<std::string, key_info, string_hash, std::equal_to<>> keys;  // by decoded name
+      located_hits located{hits};
+      std::string key_scratch, value_scratch, where;
+      std::size_t at = 0;  // of `data` in the whole, as parse_form() counts
+      std::size_t pairs = 0;
+      while (!data.empty() && pairs < max_structure_nodes) {
+        const auto amp = data.find('&');
+        const auto pair = data.substr(0, amp);
+        if (!pair.empty()) {
+          ++pairs;
+          const auto eq = pair.find('=');
+          const auto k = percent_decoded(pair.substr(0, eq), true, key_scratch);
+          const auto v = eq == std::string_view::npos ? std::string_view() : percent_decoded(pair.substr(eq + 1), true, value_scratch);
+          auto it = keys.find(k);
+          if (it == keys.end()) {
+            std::string norm = normalize_key(k);
+            if (object_key(norm)) {
+              return false;
+            }
+            const bool interesting = interesting_key_cached(norm);
+            it = keys.emplace(std::string(k), key_info{std::move(norm), interesting}).first;
+          }
+          key_info& info = it->second;
+          if (list_item(v) && ++info.list_items == 2) {
+            return false;
+          }
+          // The tree's node spans the pair; verbatim() as it judges a form member.
+          const bool known_here = known_in(at, at + pair.size(), pair.size() == k.size() + 1 + v.size(), located);
+          if (known_here || could_match_given(info.interesting, v)) {
+            where.assign(prefix).append(k);
+            leaf(info.norm, v, where, chain, depth, known_here);
+            if (v.size() < 65536 && list_separator(v) != std::string_view::npos) {
+              list_in_string(info.norm, v, where, chain);
+            }
+          }
+        }
+        data = amp == std::string_view::npos ? std::string_view() : data.substr(amp + 1);
+        at += pair.size() + 1;
+      }
+      return true;
+    });
   }
 
   // Pattern findings of a structure, placed at `prefix + path`.
@@ -1058,12 +1127,12 @@ struct engine::scan {
   }
 
   // "com.a.b,com.c.d,…" or "aa:bb:…;cc:dd:…" in one string: checked as a list.
-  void list_in_string(const node& n, const std::string& where, const chain_t& chain) {
-    if (list_items_in(n.text) < 2) {
+  void list_in_string(std::string_view key, std::string_view text, const std::string& where, const chain_t& chain) {
+    if (list_items_in(text) < 2) {
       return;  // "12,34" and most other comma-separated values: no list finding needs fewer
     }
     std::vector<node> parts;
-    std::string_view rest = n.text;
+    std::string_view rest = text;
     while (!rest.empty() && parts.size() < 10'000) {
       const auto cut = list_separator(rest);
       node p;
@@ -1079,7 +1148,7 @@ struct engine::scan {
       items.push_back(&p);
     }
     std::vector<pattern_hit> hits;
-    scan_list(n.norm, items, hits);
+    scan_list(key, items, hits);
     for (auto& h : hits) {
       add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
     }
@@ -1093,7 +1162,8 @@ struct engine::scan {
     const std::size_t before = out.findings.size();
     const std::string prefix = where + (where.empty() ? "" : (depth == 0 && where == "body" ? "." : "/")) + format_name(f) + ":";
     const chain_t inner = plus(chain, {format_name(f)});
-    if (f == body_format::json && e.limits_.json_without_tree && walk_json(data, prefix, inner, depth, hits)) {
+    if (e.limits_.walk_without_tree && ((f == body_format::json && walk_json(data, prefix, inner, depth, hits)) ||
+                                        (f == body_format::form && walk_form(data, prefix, inner, depth, hits)))) {
       unplaced_known(hits, before, where, chain);
       return;
     }

@@ -15,9 +15,9 @@ namespace leakscope::detectors {
 
 struct engine_limits {
   std::size_t max_decoded_body = 64u << 20;  // per message and per nested value
-  // JSON texts are walked without building their tree where that gives the same findings;
-  // off only where tests hold that walk against the tree walk.
-  bool json_without_tree = true;
+  // JSON and form bodies are walked without building their tree where that gives the same
+  // findings; off only where tests hold those walks against the tree walk.
+  bool walk_without_tree = true;
 };
 
 class engine {

@@ -216,31 +216,71 @@ std::vector<std::string> event_batches() {
   return out;
 }
 
+// Form bodies built the same way: pairs the walk without a tree reads itself, after an
+// identifier, and pairs at which it hands over part-way through.
+std::vector<std::string> form_batches() {
+  const std::string neutral = "name=page_view&ts=1732300000&page=%2Fshop%2Fitem%2F7&net=wifi&";
+  const std::vector<std::string> tails = {
+      // completes: escapes, '+', keys that repeat or have no value, values inside values
+      "mac=02%3A1a%3A11%3Af0%3A5b%3A3c&tel=13912345678&mobile=138%31%32345678",
+      "id=865432101234564&id=865432101234564&flag&x=&&y=13812345678",
+      "note=imei+865432101234564+sent&who=%E5%BC%A0%E4%B8%89+13900001111",
+      "sms=%E3%80%90%E6%B5%8B%E8%AF%95%E3%80%91%E6%82%A8%E7%9A%84%E9%AA%8C%E8%AF%81%E7%A0%81%E6%98%AF+482913",
+      "c1=13900001111&c2=13900002222&app=com.tencent.mm&app2=com.sina.weibo",
+      "price=116.40&amount=39.91&qty=3&%69mei=865432101234564",
+      "q=imei%253D865432101234564&blob=eyJpbWVpIjoiODY1NDMyMTAxMjM0NTY0In0%3D",
+      "inner=%7B%22tel%22%3A%2213812345678%22%7D&to=13912345678%2C13812345678",
+      "apps=com.tencent.mm%2Ccom.sina.weibo%2Ccom.a.b%2Ccom.c.d%2Ccom.e.f",
+      "x=com.tencent.mm%2Ccom.sina.weibo%2Ccom.a.b%2Ccom.c.d%2Ccom.e.f&y=3c:5a:b4:01:02:03%3B3c:5a:b4:01:02:04",
+      "wifi=3c:5a:b4:01:02:03&wifi=13812345678",
+      // hands over: a key scan_object() pairs, a key repeated with two list items
+      "lat=39.9091&lng=116.3982",
+      "mcc=460&mnc=00&lac=1234&cid=5678",
+      "wifi=3c:5a:b4:01:02:03&wifi=3c%3A5a%3Ab4%3A01%3A02%3A04",
+      "pkg=com.tencent.mm&pkg=com.sina.weibo&pkg=com.a.b&pkg=com.c.d&pkg=com.e.f",
+  };
+  std::vector<std::string> out;
+  for (const auto& tail : tails) {
+    for (const int n : {0, 3}) {
+      std::string body = "imei=865432101234564&";
+      for (int i = 0; i < n; ++i) {
+        body += neutral;
+      }
+      out.push_back(body + tail);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
-// JSON texts are walked without their tree where that gives the same findings (json_walk in
-// engine.cpp). On every corpus request and on batches built to take either path, the findings
-// must be the tree walk's, field for field and in order.
-TEST_CASE("the JSON walk without a tree finds exactly what the tree walk finds") {
+// JSON texts and form bodies are walked without their tree where that gives the same findings
+// (walk_json and walk_form in engine.cpp). On every corpus request and on bodies built to take
+// either path, the findings must be the tree walk's, field for field and in order.
+TEST_CASE("the walks without a tree find exactly what the tree walk finds") {
   const auto profile = config::load_device_profile(data_dir / "profile.yaml");
   detectors::engine_limits tree_only;
-  tree_only.json_without_tree = false;
+  tree_only.walk_without_tree = false;
   const detectors::engine fast(profile, {});
   const detectors::engine tree(profile, tree_only);
   std::vector<detectors::http_request> requests;
   for (auto& s : load_corpus()) {
     requests.push_back(std::move(s.request));
   }
-  for (const auto& body : event_batches()) {
-    detectors::http_request r;
-    r.method = "POST";
-    r.scheme = "https";
-    r.host = "sdk.example";
-    r.target = "/collect";
-    r.headers = {{"Content-Type", "application/json"}};
-    r.body = body;
-    requests.push_back(r);
-  }
+  const auto add = [&requests](const std::vector<std::string>& bodies, const char* content_type) {
+    for (const auto& body : bodies) {
+      detectors::http_request r;
+      r.method = "POST";
+      r.scheme = "https";
+      r.host = "sdk.example";
+      r.target = "/collect";
+      r.headers = {{"Content-Type", content_type}};
+      r.body = body;
+      requests.push_back(std::move(r));
+    }
+  };
+  add(event_batches(), "application/json");
+  add(form_batches(), "application/x-www-form-urlencoded");
   for (const auto& r : requests) {
     CAPTURE(r.body.substr(0, 300));
     CHECK(describe(fast.inspect(r)) == describe(tree.inspect(r)));

@@ -1,6 +1,6 @@
 // The whole detector engine over arbitrary bodies, under each content type, and as a raw
 // stream scanned in two pieces. Known values in the body are found whatever surrounds them, and
-// the walk of JSON without its tree agrees with the tree walk.
+// the walks of JSON and form bodies without their tree agree with the tree walk.
 #include "detectors/engine.hpp"
 #include "fuzz.hpp"
 
@@ -8,7 +8,7 @@ using namespace leakscope;
 
 namespace {
 
-detectors::engine make_engine(bool json_without_tree) {
+detectors::engine make_engine(bool walk_without_tree) {
   config::device_profile p;
   p.imei = {"865432101234564"};
   p.phone_number = {"13812345678"};
@@ -18,7 +18,7 @@ detectors::engine make_engine(bool json_without_tree) {
   p.location = config::location_fix{39.9087, 116.3975, 2000};
   detectors::engine_limits limits;
   limits.max_decoded_body = 1 << 20;
-  limits.json_without_tree = json_without_tree;
+  limits.walk_without_tree = walk_without_tree;
   return detectors::engine(p, limits);
 }
 
@@ -27,7 +27,7 @@ const detectors::engine& engine() {
   return e;
 }
 
-// The same engine with every JSON text walked through its tree.
+// The same engine with every JSON text and form body walked through its tree.
 const detectors::engine& tree_engine() {
   static const detectors::engine e = make_engine(false);
   return e;
