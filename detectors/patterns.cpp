@@ -4,6 +4,10 @@
 
 #include <re2/re2.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -243,11 +247,16 @@ bool worth_checking(std::string_view token) {
   return hex && (n == 12 || n == 14 || n == 16 || n == 32 || n == 64);
 }
 
-// "code" or "otp" in any case ("passcode" holds "code"): one pass, since every value of eight
-// bytes or more is asked.
-bool has_code_word_ci(std::string_view text) {
-  const auto at = [&text](std::size_t i, std::string_view word) {
-    if (text.size() - i < word.size()) {
+// Calls `fn(at)` at each trigger word of verification_sms() in `text`, in order, until it
+// returns false: "码", "碼", and "code" or "otp" in any case ("passcode" holds "code"). Every
+// value of eight bytes or more is asked, and binary bodies are megabytes long: candidates
+// (a c or an o in either case, and the first byte of both characters) are found 16 bytes a
+// step.
+template <class Fn>
+void each_code_word(std::string_view text, Fn&& fn) {
+  const std::size_t n = text.size();
+  const auto word_at = [&text, n](std::size_t i, std::string_view word) {
+    if (n - i < word.size()) {
       return false;
     }
     for (std::size_t k = 1; k < word.size(); ++k) {
@@ -257,28 +266,105 @@ bool has_code_word_ci(std::string_view text) {
     }
     return true;
   };
-  for (std::size_t i = 0; i + 3 <= text.size(); ++i) {
-    const char c = static_cast<char>(text[i] | 0x20);
-    if ((c == 'c' && at(i, "code")) || (c == 'o' && at(i, "otp"))) {
-      return true;
+  // 码 is E7 A0 81 in UTF-8, 碼 E7 A2 BC.
+  const auto trigger_at = [&](std::size_t i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == 0xe7) {
+      return n - i >= 3 && ((text[i + 1] == '\xa0' && text[i + 2] == '\x81') || (text[i + 1] == '\xa2' && text[i + 2] == '\xbc'));
+    }
+    const char lower = static_cast<char>(c | 0x20);
+    return (lower == 'c' && word_at(i, "code")) || (lower == 'o' && word_at(i, "otp"));
+  };
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i case_bit = _mm_set1_epi8(0x20);
+  const __m128i c = _mm_set1_epi8('c');
+  const __m128i o = _mm_set1_epi8('o');
+  const __m128i lead = _mm_set1_epi8(static_cast<char>(0xe7));
+  for (; i + 16 <= n; i += 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(text.data() + i));
+    const __m128i folded = _mm_or_si128(x, case_bit);
+    auto mask = static_cast<unsigned>(_mm_movemask_epi8(
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(folded, c), _mm_cmpeq_epi8(folded, o)), _mm_cmpeq_epi8(x, lead))));
+    for (; mask != 0; mask &= mask - 1) {
+      const std::size_t at = i + static_cast<std::size_t>(__builtin_ctz(mask));
+      if (trigger_at(at) && !fn(at)) {
+        return;
+      }
     }
   }
-  return false;
+#endif
+  for (; i < n; ++i) {
+    if (trigger_at(i) && !fn(i)) {
+      return;
+    }
+  }
 }
 
-// Verification-code messages: Chinese and English phrasings with a 4–8 digit code nearby.
-bool verification_sms(std::string_view text) {
-  // Most values contain none of the trigger words; only those reach the regular expressions.
-  const bool zh_word = text.find("码") != std::string_view::npos || text.find("碼") != std::string_view::npos;
-  const bool en_word = has_code_word_ci(text);
-  if (!zh_word && !en_word) {
-    return false;
+bool regex_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'; }  // RE2's \s
+bool regex_word(char c) {  // RE2's \w, what \b looks at: ASCII only
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+// How far a match of verification_sms()'s expressions reaches from the trigger word it holds:
+// 8 digits and up to 16 other characters of up to 4 bytes, and a phrase, on either side. The
+// one unbounded part, the white space of "verification\s+code", window_start() walks over.
+constexpr std::size_t code_reach = 256;
+
+// Where the window around a trigger word at `at` starts: `code_reach` back, then back over
+// white space and the word before it ("one-time"), and never inside a word, where \b would
+// see a boundary the text does not have. Not before `floor`, the end of the window before,
+// which a start at or before it joins.
+std::size_t window_start(std::string_view text, std::size_t at, std::size_t floor) {
+  std::size_t s = at > floor + code_reach ? at - code_reach : floor;
+  while (s > floor && regex_space(text[s - 1])) {
+    --s;
   }
+  s = s > floor + 16 ? s - 16 : floor;
+  while (s > floor && regex_word(text[s - 1]) && regex_word(text[s])) {
+    --s;
+  }
+  return s;
+}
+
+}  // namespace
+
+bool verification_sms(std::string_view text, bool whole) {
   static const re2::RE2 zh("(验证码|校验码|动态码|驗證碼)[^0-9]{0,12}[0-9]{4,8}|[0-9]{4,8}[^0-9]{0,8}(是你的|为您的|為您的)?(验证码|校验码)");
   static const re2::RE2 en("(?i)(verification|security|login|one-time)\\s+code[^0-9]{0,16}[0-9]{4,8}|\\b(otp|passcode)\\b[^0-9]{0,8}[0-9]{4,8}");
-  const re2::StringPiece s(text.data(), text.size());
-  return re2::RE2::PartialMatch(s, zh) || re2::RE2::PartialMatch(s, en);
+  const auto matches = [&text](std::size_t from, std::size_t to) {
+    const re2::StringPiece s(text.data() + from, to - from);
+    return re2::RE2::PartialMatch(s, zh) || re2::RE2::PartialMatch(s, en);
+  };
+  if (whole) {
+    return matches(0, text.size());
+  }
+  // Every match holds a trigger word: only the windows around them are searched, joined where
+  // they overlap. A long value with a stray "otp" (binary bodies have one a MiB) was searched
+  // whole, twice.
+  bool found = false;
+  bool open = false;
+  std::size_t from = 0;
+  std::size_t to = 0;
+  each_code_word(text, [&](std::size_t at) {
+    const std::size_t start = window_start(text, at, open ? to : 0);
+    if (open && start <= to) {
+      to = std::min(text.size(), at + code_reach);
+      return true;
+    }
+    if (open && matches(from, to)) {
+      found = true;
+      return false;
+    }
+    from = start;
+    to = std::min(text.size(), at + code_reach);
+    open = true;
+    return true;
+  });
+  return found || (open && matches(from, to));
 }
+
+namespace {
 
 // "39.9087,116.3975" (or "116.3975,39.9087", the order Chinese map SDKs often use).
 bool coordinate_pair(std::string_view text, std::string& value) {
@@ -308,16 +394,23 @@ void scan_scalar(std::string_view key, std::string_view value, std::vector<patte
     value = value.substr(0, 1 << 20);  // free text past 1 MiB in one field is scanned by known values only
   }
   // The whole value first: a JSON leaf or form field is usually exactly one identifier.
-  std::size_t i = 0;
-  while (i < value.size()) {
-    while (i < value.size() && !token_char(value[i])) {
-      ++i;
+  // worth_checking() takes no token shorter than six bytes, so the loop looks only for the
+  // sixth byte of a run, without a branch per token: free text and binary bodies are mostly
+  // short runs, where a branch at each end of each run was mispredicted half the time.
+  std::size_t run = 0;
+  for (std::size_t at = 0; at < value.size(); ++at) {
+    run = (run + 1) * static_cast<std::size_t>(token_char(value[at]));  // a multiply: a conditional became a branch
+    if (run != 6) [[likely]] {
+      continue;
     }
-    std::size_t j = i;
+    const std::size_t i = at - 5;
+    std::size_t j = at + 1;
     while (j < value.size() && token_char(value[j])) {
       ++j;
     }
-    if (j > i && worth_checking(value.substr(i, j - i))) {
+    at = j;  // not a token byte, or the end
+    run = 0;
+    if (worth_checking(value.substr(i, j - i))) {
       auto token = value.substr(i, j - i);
       // Trim punctuation that token_char admits at the edges ("…4564." or ":8654…").
       while (!token.empty() && (token.back() == '.' || token.back() == ':' || token.back() == '-' || token.back() == '+')) {
@@ -337,7 +430,6 @@ void scan_scalar(std::string_view key, std::string_view value, std::vector<patte
         }
       }
     }
-    i = j;
   }
   // A whole value that is one number written with separators: "+86 138 1234 5678".
   if (value.size() <= 24 && value.find(' ') != std::string_view::npos &&

@@ -25,6 +25,11 @@ struct pattern_hit {
 // act as its key.
 void scan_scalar(std::string_view key, std::string_view value, std::vector<pattern_hit>& out);
 
+// Whether `text` holds a verification-code message, in Chinese or English phrasing with a 4-8
+// digit code nearby (scan_scalar()'s "sms" pattern). Only the windows around the phrases'
+// trigger words are searched; `whole` searches all of the text, which tests hold it against.
+bool verification_sms(std::string_view text, bool whole = false);
+
 // Objects whose members together are personal data: a lat/lng pair, a cell tower, one SMS.
 void scan_object(const node& object, std::vector<pattern_hit>& out);
 

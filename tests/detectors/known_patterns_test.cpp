@@ -1,11 +1,13 @@
 // Engine behaviour per category and encoding, on requests shaped like SDK traffic.
 #include "detectors/decode.hpp"
 #include "detectors/engine.hpp"
+#include "detectors/patterns.hpp"
 
 #include <doctest/doctest.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <random>
 
 using namespace leakscope;
 using namespace leakscope::detectors;
@@ -253,4 +255,58 @@ TEST_CASE("a body that looks encrypted is reported as opaque, structured ones ar
   CHECK(std::find(r.incomplete.begin(), r.incomplete.end(), "opaque_body") != r.incomplete.end());
   const auto j = without_profile().inspect(post(R"({"a":")" + std::string(4000, 'x') + R"("})"));
   CHECK(j.incomplete.empty());
+}
+
+// verification_sms() searches only windows around its trigger words. On texts built from the
+// phrases, digits, white space and words that decide a match, at every distance from each
+// other and from the windows' edges, and among random bytes, it must say what searching the
+// whole text says.
+TEST_CASE("verification-code messages are found in windows exactly as in the whole text") {
+  const std::vector<std::string> pieces = {
+      "验证码", "校验码", "动态码", "驗證碼", "码", "碼", "是你的", "为您的", "code", "CODE", "Code", "otp", "OTP",
+      "passcode", "verification", "Verification ", "one-time", "security", "login", "1234", "48291", "12345678", "123",
+      "0", " ", "  ", "\n", ":", "-", "，", "_", "x", "a", "\xe7", "\xe7\xa0", "\xff\xfe", std::string(300, ' '),
+      std::string(300, 'a'), std::string(250, '-'), std::string(120, '9')};
+  std::mt19937 rng(2026);
+  std::size_t found = 0;
+  std::size_t not_found = 0;
+  const auto check = [&](const std::string& text) {
+    CAPTURE(text);
+    const bool whole = verification_sms(text, true);
+    CHECK(verification_sms(text) == whole);
+    ++(whole ? found : not_found);
+  };
+  for (int n = 0; n < 20000; ++n) {
+    std::string text;
+    const auto parts = 1 + rng() % 12;
+    for (unsigned k = 0; k < parts; ++k) {
+      if (rng() % 8 == 0) {
+        std::string noise(rng() % 400, '\0');
+        for (auto& c : noise) {
+          c = static_cast<char>(rng());
+        }
+        text += noise;
+      } else {
+        text += pieces[rng() % pieces.size()];
+      }
+    }
+    check(text);
+  }
+  // The unbounded part, and \b at a window's edge.
+  check("verification" + std::string(700, ' ') + "code 4829");
+  check("verification" + std::string(700, '\t') + "code: 4829" + std::string(300, 'x') + "otp 1234");
+  check(std::string(1000, 'x') + "otp 1234");
+  check(std::string(1000, 'x') + " otp 1234");
+  check(std::string(255, 'y') + "passcode 1234");
+  // Matches at their longest, on either side of the trigger word, with three-byte characters.
+  std::string commas;
+  for (int i = 0; i < 16; ++i) {
+    commas += "，";
+    check(std::string(300, '.') + "12345678" + commas + "是你的验证码" + std::string(300, '.'));
+    check(std::string(300, '.') + "驗證碼" + commas + "12345678" + std::string(300, '.'));
+    check(std::string(300, '.') + "one-time code" + commas + "48291" + std::string(300, '.'));
+    check(std::string(300, '.') + "OTP" + commas + "48291" + std::string(300, '.'));
+  }
+  CHECK(found > 1000);
+  CHECK(not_found > 1000);
 }
