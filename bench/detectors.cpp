@@ -62,6 +62,17 @@ std::string json_body(std::size_t size, bool device = false) {
   return out;
 }
 
+// bench/run's scanned-upload body: per event, two profile identifiers and a 200-byte value.
+std::string upload_body(std::size_t size) {
+  std::string out = "[";
+  for (unsigned i = 0; out.size() < size; ++i) {
+    out += R"({"event":"page_view","device":{"imei":"86543210123456)" + std::to_string(i % 5) +
+           R"(","aid":"9774d56d682e549)" + std::to_string(i % 5) + R"("},"pad":")" + std::string(200, 'x') + "\"},";
+  }
+  out.back() = ']';
+  return out;
+}
+
 std::string form_body(std::size_t size) {
   std::mt19937 gen(9);
   auto rng = [&gen] { return static_cast<unsigned>(gen()); };
@@ -170,6 +181,7 @@ int main(int argc, char** argv) {
   measure(engine, "JSON", json, "application/json", nullptr, seconds);
   measure(engine, "gzip JSON", gzip(json), "application/json", "gzip", seconds);
   measure(engine, "JSON+ids", json_body(1 << 20, true), "application/json", nullptr, seconds);
+  measure(engine, "upload", upload_body(1 << 20), "application/json", nullptr, seconds);
   measure(engine, "form", form_body(1 << 20), "application/x-www-form-urlencoded", nullptr, seconds);
   measure(engine, "binary", binary_body(1 << 20), "application/octet-stream", nullptr, seconds);
   std::printf("\nFloors under the JSON rows, without detection:\n\n");
