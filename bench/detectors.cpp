@@ -37,8 +37,9 @@ config::device_profile fifty_values() {
 }
 
 // SDK event batches: many small objects with the envelope fields analytics SDKs send; with
-// `device`, each event also carries the phone's identifiers (the case that takes the full walk).
-std::string json_body(std::size_t size, bool device = false) {
+// `device`, each event also carries the phone's identifiers (the case that takes the full walk);
+// with `nested`, an extension object sent as JSON in a string, as many SDKs do.
+std::string json_body(std::size_t size, bool device = false, bool nested = false) {
   std::mt19937 gen(7);
   auto rng = [&gen] { return static_cast<unsigned>(gen()); };
   std::string out = "{\"events\":[";
@@ -55,6 +56,12 @@ std::string json_body(std::size_t size, bool device = false) {
       out.pop_back();
       std::snprintf(buf, sizeof buf, ",\"dev\":{\"imei\":\"86543210123456%u\",\"mac\":\"02:1a:11:f0:5b:3%u\"}},",
                     rng() % 5, rng() % 5);
+      out += buf;
+    }
+    if (nested) {
+      out.pop_back();
+      out.pop_back();
+      std::snprintf(buf, sizeof buf, R"(,"ext":"{\"ab\":\"b%u\",\"ch\":\"store\"}"},)", rng() % 4);
       out += buf;
     }
   }
@@ -181,6 +188,7 @@ int main(int argc, char** argv) {
   measure(engine, "JSON", json, "application/json", nullptr, seconds);
   measure(engine, "gzip JSON", gzip(json), "application/json", "gzip", seconds);
   measure(engine, "JSON+ids", json_body(1 << 20, true), "application/json", nullptr, seconds);
+  measure(engine, "JSON+nested", json_body(1 << 20, false, true), "application/json", nullptr, seconds);
   measure(engine, "upload", upload_body(1 << 20), "application/json", nullptr, seconds);
   measure(engine, "form", form_body(1 << 20), "application/x-www-form-urlencoded", nullptr, seconds);
   measure(engine, "binary", binary_body(1 << 20), "application/octet-stream", nullptr, seconds);

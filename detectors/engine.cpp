@@ -755,12 +755,12 @@ struct engine::scan {
   }
 
   // walk() for a JSON text, without its tree: the same findings in the same order, for texts
-  // whose findings all lie in single scalars with nothing inside them. It hands over to the
-  // tree walk (stops) at anything that needs the tree or a second level: values inside
-  // values, lists in a string, a key an object or list detector pairs with others, and a
-  // package name or BSSID where a list could count it. Most SDK event batches need none of
-  // these, even those with identifiers in every event, and building and walking the tree
-  // costs several times this pass. Invalid JSON also goes to the tree path.
+  // whose findings all lie in single scalars (with what is inside them: URL-encoded, base64,
+  // JSON in a string, a list in a string). It hands over to the tree walk (stops) at anything
+  // that needs the tree: a key an object or list detector pairs with others, a package name
+  // or BSSID where a list could count it, a key repeated within one object. Most SDK event
+  // batches need none of these, even those with identifiers in every event, and building and
+  // walking the tree costs several times this pass. Invalid JSON also goes to the tree path.
   struct json_walk {
     struct outcome {
       std::uint32_t serial = 0;  // which value this slot last held, for `tallies`
@@ -930,11 +930,6 @@ struct engine::scan {
       if (!known_here && !s.could_match_given(k != nullptr ? k->verdict.interesting : unnamed_interesting, text)) {
         return true;
       }
-      if (has_percent_escape(text) || looks_base64(text) ||
-          (text.size() >= 2 && (text.front() == '{' || text.front() == '[')) ||
-          (kind == node::type::string && list_separator(text) != std::string_view::npos)) {
-        return hand_over();
-      }
       inspect_leaf(k, kind, text, listed, known_here);
       return true;
     }
@@ -945,8 +940,16 @@ struct engine::scan {
       const std::size_t findings = s.out.findings.size();
       const auto effects = s.side_effects();
       static const std::string no_key;
-      s.leaf(k != nullptr ? k->norm : no_key, text, prefix + place(), chain, depth, known_here);
-      // Only keys that repeat can meet a value again; a text of distinct keys keeps nothing.
+      const std::string& key = k != nullptr ? k->norm : no_key;
+      const std::string where = prefix + place();
+      s.leaf(key, text, where, chain, depth, known_here);
+      if (kind == node::type::string && text.size() < 65536 && list_separator(text) != std::string_view::npos) {
+        s.list_in_string(key, text, where, chain);
+      }
+      // Only keys that repeat can meet a value again; a text of distinct keys keeps nothing. A
+      // value that was scanned inside (URL-encoded, base64, JSON in a string) is not kept
+      // either: its findings lie at places of their own, and each scan counts against
+      // max_nested_scans.
       if (k == nullptr || !k->repeated || s.side_effects() != effects) {
         return;
       }
@@ -1008,8 +1011,9 @@ struct engine::scan {
   };
   // What leaf() can change besides adding findings, as sizes: equal sizes before and after a
   // leaf() that handed nothing to nested() mean it changed nothing else (the maps only gain).
-  std::array<std::size_t, 6> side_effects() const {
-    return {contacts.size(), sms_tags.size(), sms_codes.size(), apps.size(), numbers.size(), out.incomplete.size()};
+  std::array<std::size_t, 7> side_effects() const {
+    return {contacts.size(), sms_tags.size(), sms_codes.size(), apps.size(), numbers.size(), out.incomplete.size(),
+            nested_scans};
   }
   // Runs a walk without a tree; when it hands over (returns false), undoes everything it did,
   // values inside values included, so that the tree walk starts from the same state.

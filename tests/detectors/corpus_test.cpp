@@ -182,14 +182,17 @@ std::vector<std::string> event_batches() {
       R"({"price":116.40,"amount":39.91,"qty":3})",
       R"({"aid":"9774d56d682e549c","gaid":"a1b2c3d4-0000-4a5b-9c8d-112233445566","id":"110105194912310021"})",
       "865432101234564",
-      // hands over: a structural key, list items, values inside values, lists in a string
-      R"({"dev":{"imei":"865432101234564"},"loc":{"lat":39.9091,"lng":116.3982}})",
-      R"({"dev":{"imei":"865432101234564"},"wifi":["3c:5a:b4:01:02:03","3c:5a:b4:01:02:04"]})",
-      R"({"dev":{"imei":"865432101234564"},"aps":[{"bssid":"3c:5a:b4:01:02:03"},{"bssid":"aa:bb:cc:dd:ee:01"}]})",
+      // completes, with values inside values and lists in a string, under keys that repeat
       R"({"dev":{"imei":"865432101234564"},"blob":"eyJpbWVpIjoiODY1NDMyMTAxMjM0NTY0In0="})",
       R"({"dev":{"imei":"865432101234564"},"q":"imei%3D865432101234564"})",
       R"({"dev":{"imei":"865432101234564"},"to":"13912345678,13812345678"})",
+      R"({"dev":{"imei":"865432101234564"},"apps":"com.tencent.mm,com.sina.weibo;3c:5a:b4:01:02:03|3c:5a:b4:01:02:04"})",
       R"({"dev":{"imei":"865432101234564"},"inner":"{\"tel\":\"13812345678\"}"})",
+      R"({"dev":{"imei":"865432101234564"},"inner":"{\"to\":\"tel%3D13812345678\",\"lat\":39.9091,\"lng\":116.3982}"})",
+      // hands over: a structural key, list items
+      R"({"dev":{"imei":"865432101234564"},"loc":{"lat":39.9091,"lng":116.3982}})",
+      R"({"dev":{"imei":"865432101234564"},"wifi":["3c:5a:b4:01:02:03","3c:5a:b4:01:02:04"]})",
+      R"({"dev":{"imei":"865432101234564"},"aps":[{"bssid":"3c:5a:b4:01:02:03"},{"bssid":"aa:bb:cc:dd:ee:01"}]})",
       R"({"dev":{"imei":"865432101234564"},"people":[{"name":"Li","tel":"13912345678"}]})",
       R"({"dev":{"imei":"865432101234564"},"bad":)",
   };
@@ -213,6 +216,19 @@ std::vector<std::string> event_batches() {
                R"(","imei":"865432101234564"}})";
   }
   out.push_back(R"({"events":[)" + cycling + "]}");
+  // More values inside values than one request may scan (max_nested_scans): both walks stop
+  // scanning inside at the same one.
+  std::string many;
+  for (int i = 0; i < 600; ++i) {
+    many += std::string(i == 0 ? "" : ",") + R"({"q":"tel%3D139123456)" + std::to_string(10 + i % 80) + R"("})";
+  }
+  out.push_back(R"({"events":[)" + many + "]}");
+  // The same: values inside values that find nothing use up the scans a later one needs.
+  std::string empty_inside;
+  for (int i = 0; i < 600; ++i) {
+    empty_inside += R"({"x":"{\"a\":1}"},)";
+  }
+  out.push_back(R"({"events":[)" + empty_inside + R"({"q":"tel%3D13912345610"}]})");
   return out;
 }
 
