@@ -38,8 +38,9 @@ config::device_profile fifty_values() {
 
 // SDK event batches: many small objects with the envelope fields analytics SDKs send; with
 // `device`, each event also carries the phone's identifiers (the case that takes the full walk);
-// with `nested`, an extension object sent as JSON in a string, as many SDKs do.
-std::string json_body(std::size_t size, bool device = false, bool nested = false) {
+// with `nested`, an extension object sent as JSON in a string, as many SDKs do; with `paired`,
+// a status message and a location object, keys the object detectors read together.
+std::string json_body(std::size_t size, bool device = false, bool nested = false, bool paired = false) {
   std::mt19937 gen(7);
   auto rng = [&gen] { return static_cast<unsigned>(gen()); };
   std::string out = "{\"events\":[";
@@ -62,6 +63,13 @@ std::string json_body(std::size_t size, bool device = false, bool nested = false
       out.pop_back();
       out.pop_back();
       std::snprintf(buf, sizeof buf, R"(,"ext":"{\"ab\":\"b%u\",\"ch\":\"store\"}"},)", rng() % 4);
+      out += buf;
+    }
+    if (paired) {
+      out.pop_back();
+      out.pop_back();
+      std::snprintf(buf, sizeof buf, R"(,"msg":"ok","loc":{"lat":31.%04u,"lng":121.%04u}},)", rng() % 10000,
+                    rng() % 10000);
       out += buf;
     }
   }
@@ -189,6 +197,7 @@ int main(int argc, char** argv) {
   measure(engine, "gzip JSON", gzip(json), "application/json", "gzip", seconds);
   measure(engine, "JSON+ids", json_body(1 << 20, true), "application/json", nullptr, seconds);
   measure(engine, "JSON+nested", json_body(1 << 20, false, true), "application/json", nullptr, seconds);
+  measure(engine, "JSON+paired", json_body(1 << 20, false, false, true), "application/json", nullptr, seconds);
   measure(engine, "upload", upload_body(1 << 20), "application/json", nullptr, seconds);
   measure(engine, "form", form_body(1 << 20), "application/x-www-form-urlencoded", nullptr, seconds);
   measure(engine, "binary", binary_body(1 << 20), "application/octet-stream", nullptr, seconds);

@@ -292,6 +292,7 @@ struct engine::scan {
   const engine& e;
   inspect_result out;
   std::size_t nested_scans = 0;
+  std::size_t tallied = 0;  // findings the JSON walks counted at an earlier place instead of adding
   std::map<std::size_t, std::pair<std::string, chain_t>> contacts;  // profile contact -> first place
   std::map<std::size_t, std::string> sms_tags, sms_codes;           // profile SMS -> place
   std::map<std::size_t, std::pair<std::string, chain_t>> apps;      // profile package -> first place
@@ -768,13 +769,13 @@ struct engine::scan {
       std::string value;
       node::type kind = node::type::other;
       bool known = false;               // the known-value match was part of it
-      bool candidate = false;           // list_item_candidate(value)
       std::vector<finding> findings;    // `where` left empty
     };
     struct member_key {
       const std::string* raw = nullptr;  // the map's key (node-based: it never moves)
       std::string norm;
       key_verdict verdict{};
+      unsigned uses = 0;                 // member_uses(norm)
       const member_key* next = nullptr;  // the key that followed this one last time
       std::uint32_t in_object = no_object;  // the serial of the object it was last read in
       bool repeated = false;                 // read in more than one object
@@ -790,6 +791,10 @@ struct engine::scan {
       std::size_t items = 0;  // arrays: children begun so far
       member_key* key = nullptr;  // objects: the member being read
       std::uint32_t serial = 0;   // objects: in the order they were opened
+      std::size_t mark = 0;       // findings before it: where the tree walk reports its own
+      std::size_t kept_from = 0;  // its children in `kept` begin here
+      unsigned uses = 0;          // objects: the member_uses() of its members, or-ed
+      std::size_t tallied = 0;    // scan::tallied when it began
     };
     static constexpr std::uint32_t no_object = UINT32_MAX;
     scan& s;
@@ -803,6 +808,25 @@ struct engine::scan {
     const bool unnamed_interesting;  // the verdict for array items, which have no key
     const bool any_known;            // the buffer holds a known form somewhere
     std::string path;                // place()'s
+    // A child of an open container that scan_object() or scan_list() could read: a member
+    // they look up (`key` set), a package name or BSSID in a list, or an object a list could
+    // count (`item`, built when it closed). Its text is a view into the walked text, copied
+    // only where unescaping made it (the parser's copy lasts one call).
+    struct kept_child {
+      node::type kind = node::type::other;
+      const member_key* key = nullptr;
+      std::string_view view;
+      std::string copy;
+      bool copied = false;
+      bool counted = false;  // `item` holds it
+      node item;
+      std::string_view text() const { return copied ? std::string_view(copy) : view; }
+    };
+    // The kept children of the open containers, a stack of ranges, one per frame, reused: most
+    // objects keep a member or two ("name") and drop them when they close.
+    std::vector<kept_child> kept;
+    std::size_t kept_size = 0;
+    std::string_view walked;
     std::uint32_t objects = 0;       // opened so far
     std::uint32_t outcomes_kept = 0;
     // A kept outcome met again at a place that differs from an earlier one only in list
@@ -813,14 +837,16 @@ struct engine::scan {
     std::unordered_map<std::string, std::size_t> tallies;  // -> index of the first finding
     std::string tally_key;
 
-    json_walk(scan& owner, const std::string& prefix, const chain_t& chain, int depth, located_hits& hits)
+    json_walk(scan& owner, std::string_view walked, const std::string& prefix, const chain_t& chain, int depth,
+              located_hits& hits)
         : s(owner),
           prefix(prefix),
           chain(chain),
           depth(depth),
           hits(hits),
           unnamed_interesting(owner.interesting_key_cached("")),
-          any_known(!hits.hits.forms.empty()) {}
+          any_known(!hits.hits.forms.empty()),
+          walked(walked) {}
 
     // Keys and repeated values are a few bytes long: a loop beats the call to memcmp.
     static bool same_text(std::string_view a, std::string_view b) {
@@ -859,16 +885,115 @@ struct engine::scan {
       ++frames.back().items;
       return true;
     }
+    kept_child& keep(node::type kind, const member_key* key, std::string_view text) {
+      if (kept_size == kept.size()) {
+        kept.emplace_back();
+      }
+      kept_child& c = kept[kept_size++];
+      c.kind = kind;
+      c.key = key;
+      c.counted = false;
+      c.copied = text.data() < walked.data() || text.data() + text.size() > walked.data() + walked.size();
+      if (c.copied) {
+        c.copy.assign(text);
+      } else {
+        c.view = text;
+      }
+      return c;
+    }
+    // A member of the innermost object, kept when the object detectors look it up. A
+    // contact's, an app's or an access point's members only matter in an array's item.
+    void note_member(const member_key& k, node::type kind, std::string_view text) {
+      using namespace member_use;
+      const unsigned uses = frames.back().item ? k.uses : k.uses & (paired | looked_up);
+      if (uses != 0) {
+        frames.back().uses |= uses;
+        keep(kind, &k, text);
+      }
+    }
     // json_parser's handler.
     bool on_begin(node::type kind, std::size_t) {
       const bool object = kind == node::type::object;
       const bool item = child();
-      frames.push_back({object, item, 0, nullptr, object ? objects++ : 0});
+      if (!frames.empty() && frames.back().object) {
+        note_member(*frames.back().key, kind, {});  // a contact's phones can be a list
+      }
+      frames.push_back({object, item, 0, nullptr, object ? objects++ : 0, s.out.findings.size(), kept_size, 0, s.tallied});
       return true;
     }
+    // The object and list detectors on a closing container, on the children they could read:
+    // what the tree walk finds there, reported where it reports it, ahead of the findings of
+    // the container's children.
     bool on_end(std::size_t) {
-      frames.pop_back();
+      const frame f = frames.back();
+      frames.pop_back();  // place() is now the container's
+      using namespace member_use;
+      const bool pairs = f.object && (f.uses & paired) != 0;
+      // An object that scan_list() could count: a contact, an app, an access point.
+      const bool counted = f.object && f.item && ((f.uses & name && f.uses & phone) || (f.uses & (package | bssid)) != 0);
+      if (kept_size == f.kept_from || (f.object && !pairs && !counted)) {
+        kept_size = f.kept_from;
+        return true;
+      }
+      node n;
+      n.kind = f.object ? node::type::object : node::type::array;
+      n.children.reserve(kept_size - f.kept_from);
+      for (std::size_t i = f.kept_from; i < kept_size; ++i) {
+        auto& c = kept[i];
+        if (c.counted) {
+          n.children.push_back(std::move(c.item));
+          continue;
+        }
+        auto& child = n.children.emplace_back();
+        child.kind = c.kind;
+        if (c.key != nullptr) {
+          child.norm = c.key->norm;
+        }
+        child.text = c.text();
+      }
+      kept_size = f.kept_from;
+      std::vector<pattern_hit> found;
+      if (pairs) {
+        scan_object(n, found);
+      } else if (!f.object) {
+        std::vector<const node*> items;
+        items.reserve(n.children.size());
+        for (const auto& c : n.children) {
+          items.push_back(&c);
+        }
+        static const std::string no_key;
+        scan_list(!frames.empty() && frames.back().object ? frames.back().key->norm : no_key, items, found);
+      }
+      if (!found.empty()) {
+        // finish() drops a pattern finding a known one of its category inside the container
+        // covers; one counted at an earlier place is not inside it.
+        if (s.tallied != f.tallied) {
+          return hand_over();
+        }
+        report_at(f.mark, found);
+      }
+      if (counted) {
+        auto& c = keep(node::type::object, nullptr, {});
+        c.counted = true;
+        c.item = std::move(n);
+      }
       return true;
+    }
+    // Pattern findings of the container just closed, inserted at `mark`, ahead of what its
+    // children reported; the findings tallies point at move up.
+    [[gnu::noinline]] void report_at(std::size_t mark, std::vector<pattern_hit>& found) {
+      const std::string where = prefix + place();
+      std::vector<finding> made;
+      for (auto& h : found) {
+        made.push_back({std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value)});
+      }
+      s.out.findings.insert(s.out.findings.begin() + static_cast<std::ptrdiff_t>(mark),
+                            std::make_move_iterator(made.begin()), std::make_move_iterator(made.end()));
+      for (auto& [key, first] : tallies) {
+        if (first >= mark) {
+          first += made.size();
+        }
+      }
     }
     // Event batches repeat one sequence of keys: the key that followed this one last time is
     // tried before the hash table.
@@ -884,6 +1009,7 @@ struct engine::scan {
           m.raw = &it->first;
           m.norm = normalize_key(raw);
           m.verdict = s.judge_key(m.norm);
+          m.uses = member_uses(m.norm);
         }
         found = &it->second;
         if (current != nullptr) {
@@ -897,16 +1023,19 @@ struct engine::scan {
       }
       found->repeated = found->in_object != no_object;
       found->in_object = frames.back().serial;
-      return !found->verdict.structural || hand_over();
+      return true;
     }
     bool on_scalar(node::type kind, std::string_view text, std::size_t begin, std::size_t end) {
       const bool item = child();
+      member_key* k = !frames.empty() && frames.back().object ? frames.back().key : nullptr;
+      if (k != nullptr) {
+        note_member(*k, kind, text);
+      } else if (item && kind == node::type::string && list_item(text)) {
+        keep(kind, nullptr, text);  // a package name or BSSID in a list
+      }
       if (kind == node::type::other) {
         return true;  // true, false and null: nothing to find
       }
-      member_key* k = !frames.empty() && frames.back().object ? frames.back().key : nullptr;
-      // Where scan_list() would look at the value: an array item, or a member of one.
-      const bool listed = item || (k != nullptr && frames.back().item);
       const bool known_here =
           any_known && s.known_in(begin, end, verbatim_json(kind, begin, end, text.size()), hits);
       const std::uint64_t print = k != nullptr && !k->outcomes.empty() ? fingerprint(text) : 0;
@@ -914,9 +1043,6 @@ struct engine::scan {
         for (const auto& o : k->outcomes) {
           if (o.print == print && o.kind == kind && same_text(o.value, text) &&
               (o.known == known_here || (o.known && o.findings.empty()))) {
-            if (o.candidate && listed) {
-              return hand_over();
-            }
             if (!o.findings.empty()) {
               replay(o);
             }
@@ -924,19 +1050,15 @@ struct engine::scan {
           }
         }
       }
-      if (listed && list_item_candidate(text)) {
-        return hand_over();  // a package name or BSSID, maybe one of a list
-      }
       if (!known_here && !s.could_match_given(k != nullptr ? k->verdict.interesting : unnamed_interesting, text)) {
         return true;
       }
-      inspect_leaf(k, kind, text, listed, known_here);
+      inspect_leaf(k, kind, text, known_here);
       return true;
     }
     // leaf() on a value, and what it made of it kept under its key. Out of line: most values
     // never get here, and scalar()'s own path stays short.
-    [[gnu::noinline]] void inspect_leaf(member_key* k, node::type kind, std::string_view text, bool listed,
-                                        bool known_here) {
+    [[gnu::noinline]] void inspect_leaf(member_key* k, node::type kind, std::string_view text, bool known_here) {
       const std::size_t findings = s.out.findings.size();
       const auto effects = s.side_effects();
       static const std::string no_key;
@@ -967,7 +1089,6 @@ struct engine::scan {
       o.value.assign(text);
       o.kind = kind;
       o.known = known_here;
-      o.candidate = !listed && list_item_candidate(text);
       o.findings.assign(s.out.findings.begin() + static_cast<std::ptrdiff_t>(findings), s.out.findings.end());
       for (auto& f : o.findings) {
         f.where.clear();
@@ -991,6 +1112,7 @@ struct engine::scan {
         for (std::size_t i = 0; i < o.findings.size(); ++i) {
           ++s.out.findings[it->second + i].count;
         }
+        s.tallied += o.findings.size();
         return;
       }
       tallies.emplace(tally_key, s.out.findings.size());
@@ -1039,7 +1161,7 @@ struct engine::scan {
                  const known_hits& hits) {
     return walked_or_undone([&] {
       located_hits located{hits};
-      json_walk w(*this, prefix, chain, depth, located);
+      json_walk w(*this, data, prefix, chain, depth, located);
       return json_parser(data).document(w);
     });
   }

@@ -571,6 +571,20 @@ void scan_object(const node& object, std::vector<pattern_hit>& out) {
 
 bool contact_phone_key(std::string_view key) { return key_contact_phone(key); }
 
+unsigned member_uses(std::string_view k) {
+  unsigned uses = object_key(k) ? member_use::paired : 0;
+  uses |= key_name(k) ? member_use::name : 0;
+  uses |= key_contact_phone(k) ? member_use::phone : 0;
+  uses |= key_pkg(k) ? member_use::package : 0;
+  uses |= key_bssid(k) ? member_use::bssid : 0;
+  // Every lookup of scan_object(), as it spells them.
+  const bool cell = is_any(k, {"mcc", "mnc", "sid", "lac", "tac", "nid", "cid", "ci", "cellid", "bid", "pci"});
+  if (key_lat(k) || key_lng(k) || cell || key_sms_body(k) || key_sms_address(k)) {
+    uses |= member_use::looked_up;
+  }
+  return uses;
+}
+
 bool list_item_candidate(std::string_view text) {
   // Called for every scalar of every JSON body: the cheap shape tests go first. A MAC has 12
   // or 17 characters; a package name a dot within its first label's reach.

@@ -43,6 +43,18 @@ bool object_key(std::string_view key);
 // Keys a contact entry needs beside its name (scan_list() counts objects with both).
 bool contact_phone_key(std::string_view key);
 
+// How scan_object() and scan_list() use an object's member, by its normalised key, as
+// member_use bits. They look members up by these keys only: a member with none is never read.
+namespace member_use {
+constexpr unsigned paired = 1;      // object_key(): scan_object() looks at the object at all
+constexpr unsigned name = 2;        // a contact's name
+constexpr unsigned phone = 4;       // a contact's phone, of any kind
+constexpr unsigned package = 8;     // a package name, for a list of apps
+constexpr unsigned bssid = 16;      // an access point's BSSID, for a list of them
+constexpr unsigned looked_up = 32;  // any key scan_object() looks up (lat, mcc, an SMS sender, …)
+}  // namespace member_use
+unsigned member_uses(std::string_view key);
+
 // A string scan_list() could count as an item on its own, whatever its key: a package name or
 // a BSSID.
 bool list_item_candidate(std::string_view text);

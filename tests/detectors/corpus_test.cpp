@@ -189,11 +189,21 @@ std::vector<std::string> event_batches() {
       R"({"dev":{"imei":"865432101234564"},"apps":"com.tencent.mm,com.sina.weibo;3c:5a:b4:01:02:03|3c:5a:b4:01:02:04"})",
       R"({"dev":{"imei":"865432101234564"},"inner":"{\"tel\":\"13812345678\"}"})",
       R"({"dev":{"imei":"865432101234564"},"inner":"{\"to\":\"tel%3D13812345678\",\"lat\":39.9091,\"lng\":116.3982}"})",
-      // hands over: a structural key, list items
+      // completes, with what the object and list detectors find in the containers
       R"({"dev":{"imei":"865432101234564"},"loc":{"lat":39.9091,"lng":116.3982}})",
+      R"({"loc":{"lat":"39.9091","lng":116.3982,"acc":{"lat":1.5}},"pos":{"lat":null,"lng":116.3982}})",
+      R"({"gps":{"lat":{"v":39.9091},"lng":116.3982},"cell":{"mcc":"460","mnc":"00","lac":4301,"cid":20442}})",
+      R"({"cell":{"mcc":"999","mnc":"00","lac":4301,"cid":20442},"sms":{"body":"hi there","address":"10690000"}})",
       R"({"dev":{"imei":"865432101234564"},"wifi":["3c:5a:b4:01:02:03","3c:5a:b4:01:02:04"]})",
       R"({"dev":{"imei":"865432101234564"},"aps":[{"bssid":"3c:5a:b4:01:02:03"},{"bssid":"aa:bb:cc:dd:ee:01"}]})",
       R"({"dev":{"imei":"865432101234564"},"people":[{"name":"Li","tel":"13912345678"}]})",
+      R"({"people":[{"name":"Li","tel":"13912345678"},{"n":"Wu","phones":["13912345679"]},{"name":"Xu","phone":null}]})",
+      R"({"contacts":[{"name":"\u5f20\u4e09","mobile":"13900001111"}],"apps":["com.tencent.mm","com.sina.weibo","com.a.b","com.c.d","com.e.f"]})",
+      R"({"list":[{"pkg":"com.tencent.mm"},{"pkg":"com.sina.weibo"},{"pkg":"com.a.b"},{"pkg":"com.c.d"},"com.e.f",3,[1]]})",
+      R"({"msgs":[{"body":"\u3010\u6d4b\u8bd5\u3011\u60a8\u7684\u9a8c\u8bc1\u7801\u662f 482913","from":"1069"}],"text":"ok"})",
+      R"([["3c:5a:b4:01:02:03","3c:5a:b4:01:02:04"],[{"mac":"3c:5a:b4:01:02:05"},{"mac":"3C-5A-B4-01-02-06"}]])",
+      // hands over: a key repeated within one object
+      R"({"dev":{"imei":"865432101234564","tel":"13912345678","tel":"13912345679"}})",
       R"({"dev":{"imei":"865432101234564"},"bad":)",
   };
   std::vector<std::string> out;
