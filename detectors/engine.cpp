@@ -979,21 +979,52 @@ struct engine::scan {
       }
       return true;
     }
-    // Pattern findings of the container just closed, inserted at `mark`, ahead of what its
-    // children reported; the findings tallies point at move up.
+    // Pattern findings of the container just closed. They belong at `mark`, ahead of what its
+    // children reported: they are added at the end, where the tallies' indices stay put, and
+    // moved there once the text is walked (in_tree_order()).
+    struct placement {
+      std::size_t index;  // in the findings
+      std::size_t mark;   // the findings before the container began
+      std::size_t depth;  // of the container: an outer one's findings come first
+    };
+    std::vector<placement> placed;
     [[gnu::noinline]] void report_at(std::size_t mark, std::vector<pattern_hit>& found) {
       const std::string where = prefix + place();
-      std::vector<finding> made;
       for (auto& h : found) {
-        made.push_back({std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value)});
+        placed.push_back({s.out.findings.size(), mark, frames.size()});
+        s.add(std::move(h.category), "pattern", std::move(h.confidence), where, chain, std::move(h.value));
       }
-      s.out.findings.insert(s.out.findings.begin() + static_cast<std::ptrdiff_t>(mark),
-                            std::make_move_iterator(made.begin()), std::make_move_iterator(made.end()));
-      for (auto& [key, first] : tallies) {
-        if (first >= mark) {
-          first += made.size();
-        }
+    }
+    // The findings from `first` on in the tree walk's order: a container's own before its
+    // children's, an outer container's before an inner one's that began at the same place.
+    void in_tree_order(std::size_t first) {
+      if (placed.empty()) {
+        return;
       }
+      auto& all = s.out.findings;
+      struct order {
+        std::size_t at;     // the finding's index, or its container's mark
+        std::size_t after;  // 0 for a container's finding (then by depth), 1 for any other
+        std::size_t depth;
+        std::size_t index;
+      };
+      std::vector<order> keys;
+      keys.reserve(all.size() - first);
+      for (std::size_t i = first; i < all.size(); ++i) {
+        keys.push_back({i, 1, 0, i});
+      }
+      for (const auto& p : placed) {
+        keys[p.index - first] = {p.mark, 0, p.depth, p.index};
+      }
+      std::stable_sort(keys.begin(), keys.end(), [](const order& a, const order& b) {
+        return std::tie(a.at, a.after, a.depth) < std::tie(b.at, b.after, b.depth);
+      });
+      std::vector<finding> sorted;
+      sorted.reserve(keys.size());
+      for (const auto& k : keys) {
+        sorted.push_back(std::move(all[k.index]));
+      }
+      std::move(sorted.begin(), sorted.end(), all.begin() + static_cast<std::ptrdiff_t>(first));
     }
     // Event batches repeat one sequence of keys: the key that followed this one last time is
     // tried before the hash table.
@@ -1161,8 +1192,13 @@ struct engine::scan {
                  const known_hits& hits) {
     return walked_or_undone([&] {
       located_hits located{hits};
+      const std::size_t first = out.findings.size();
       json_walk w(*this, data, prefix, chain, depth, located);
-      return json_parser(data).document(w);
+      if (!json_parser(data).document(w)) {
+        return false;
+      }
+      w.in_tree_order(first);
+      return true;
     });
   }
 

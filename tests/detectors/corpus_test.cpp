@@ -202,6 +202,7 @@ std::vector<std::string> event_batches() {
       R"({"list":[{"pkg":"com.tencent.mm"},{"pkg":"com.sina.weibo"},{"pkg":"com.a.b"},{"pkg":"com.c.d"},"com.e.f",3,[1]]})",
       R"({"msgs":[{"body":"\u3010\u6d4b\u8bd5\u3011\u60a8\u7684\u9a8c\u8bc1\u7801\u662f 482913","from":"1069"}],"text":"ok"})",
       R"([["3c:5a:b4:01:02:03","3c:5a:b4:01:02:04"],[{"mac":"3c:5a:b4:01:02:05"},{"mac":"3C-5A-B4-01-02-06"}]])",
+      R"({"a":{"cell":{"mcc":"460","mnc":"00","lac":4301,"cid":20442},"lat":31.2304,"lng":121.4737}})",
       // hands over: a key repeated within one object
       R"({"dev":{"imei":"865432101234564","tel":"13912345678","tel":"13912345679"}})",
       R"({"dev":{"imei":"865432101234564"},"bad":)",
