@@ -1202,23 +1202,30 @@ struct engine::scan {
     });
   }
 
-  // walk() for a form body, without its tree: the same findings in the same order. A flat
-  // list of pairs gives the tree's structure detectors nothing to find unless a key is one
-  // scan_object() pairs with others (lat/lng, a cell tower, an SMS body) or a key repeats with
-  // two values scan_list() could count (package names, BSSIDs); at either it hands over.
-  // Building the tree cost more than the detectors on most form bodies: three strings and a
-  // normalised key per pair, and every repeated key grouped.
+  // walk() for a form body, without its tree: the same findings in the same order. What the
+  // tree's structure detectors read is kept as the pairs go by: the members scan_object()
+  // looks up (lat, mcc, an SMS body), and, per key, the values scan_list() could count
+  // (package names, BSSIDs) in the group of pairs that repeat it. Their findings go ahead of
+  // the pairs' own, where the tree walk reports them. Building the tree cost more than the
+  // detectors on most form bodies: three strings and a normalised key per pair, and every
+  // repeated key grouped.
   bool walk_form(std::string_view data, const std::string& prefix, const chain_t& chain, int depth,
                  const known_hits& hits) {
     return walked_or_undone([&] {
       struct key_info {
         std::string norm;
         bool interesting;
-        int list_items = 0;
+        unsigned uses;
+        std::size_t first_seen;
+        std::vector<node> items;  // its values that are package names or BSSIDs
       };
       std::unordered_map<std::string, key_info, string_hash, std::equal_to<>> keys;  // by decoded name
+      node members;  // what scan_object() looks up, in order
+      members.kind = node::type::object;
+      bool paired = false;
       located_hits located{hits};
       std::string key_scratch, value_scratch, where;
+      const std::size_t first = out.findings.size();
       std::size_t at = 0;  // of `data` in the whole, as parse_form() counts
       std::size_t pairs = 0;
       while (!data.empty() && pairs < max_structure_nodes) {
@@ -1232,15 +1239,22 @@ struct engine::scan {
           auto it = keys.find(k);
           if (it == keys.end()) {
             std::string norm = normalize_key(k);
-            if (object_key(norm)) {
-              return false;
-            }
             const bool interesting = interesting_key_cached(norm);
-            it = keys.emplace(std::string(k), key_info{std::move(norm), interesting}).first;
+            const unsigned uses = member_uses(norm) & (member_use::paired | member_use::looked_up);
+            it = keys.emplace(std::string(k), key_info{std::move(norm), interesting, uses, keys.size(), {}}).first;
           }
           key_info& info = it->second;
-          if (list_item(v) && ++info.list_items == 2) {
-            return false;
+          if (info.uses != 0) {
+            paired = paired || (info.uses & member_use::paired) != 0;
+            auto& m = members.children.emplace_back();
+            m.kind = node::type::string;
+            m.norm = info.norm;
+            m.text.assign(v);
+          }
+          if (list_item(v)) {
+            auto& item = info.items.emplace_back();
+            item.kind = node::type::string;
+            item.text.assign(v);
           }
           // The tree's node spans the pair; verbatim() as it judges a form member.
           const bool known_here = known_in(at, at + pair.size(), pair.size() == k.size() + 1 + v.size(), located);
@@ -1254,6 +1268,32 @@ struct engine::scan {
         }
         data = amp == std::string_view::npos ? std::string_view() : data.substr(amp + 1);
         at += pair.size() + 1;
+      }
+      std::vector<pattern_hit> found;
+      if (paired) {
+        scan_object(members, found);
+      }
+      // Groups of a repeated key, in the order their keys first came (a group of fewer than
+      // two list items holds no list finding).
+      std::vector<const key_info*> lists;
+      for (const auto& [name, info] : keys) {
+        if (info.items.size() >= 2) {
+          lists.push_back(&info);
+        }
+      }
+      std::sort(lists.begin(), lists.end(), [](const key_info* a, const key_info* b) { return a->first_seen < b->first_seen; });
+      for (const key_info* info : lists) {
+        std::vector<const node*> items;
+        for (const auto& item : info->items) {
+          items.push_back(&item);
+        }
+        scan_list(info->norm, items, found);
+      }
+      if (!found.empty()) {
+        const std::size_t end = out.findings.size();
+        report(found, prefix, "", chain);
+        std::rotate(out.findings.begin() + static_cast<std::ptrdiff_t>(first),
+                    out.findings.begin() + static_cast<std::ptrdiff_t>(end), out.findings.end());
       }
       return true;
     });

@@ -260,9 +260,11 @@ std::vector<std::string> form_batches() {
       "apps=com.tencent.mm%2Ccom.sina.weibo%2Ccom.a.b%2Ccom.c.d%2Ccom.e.f",
       "x=com.tencent.mm%2Ccom.sina.weibo%2Ccom.a.b%2Ccom.c.d%2Ccom.e.f&y=3c:5a:b4:01:02:03%3B3c:5a:b4:01:02:04",
       "wifi=3c:5a:b4:01:02:03&wifi=13812345678",
-      // hands over: a key scan_object() pairs, a key repeated with two list items
+      // what the structure detectors find: keys scan_object() pairs, keys repeated with list items
       "lat=39.9091&lng=116.3982",
       "mcc=460&mnc=00&lac=1234&cid=5678",
+      "msg=hello+there&from=10690000&lat=31.2304&lat=31.2305&lng=121.4737",
+      "mcc=460&sid=1&nid=2&bid=3&pkg=com.a.b&pkg=3c:5a:b4:01:02:03&pkg=3c:5a:b4:01:02:04",
       "wifi=3c:5a:b4:01:02:03&wifi=3c%3A5a%3Ab4%3A01%3A02%3A04",
       "pkg=com.tencent.mm&pkg=com.sina.weibo&pkg=com.a.b&pkg=com.c.d&pkg=com.e.f",
   };
