@@ -107,6 +107,19 @@ std::string binary_body(std::size_t size) {
   return out;
 }
 
+// A crash-report or photo upload: three form fields and a binary file part.
+std::string multipart_body(std::size_t size) {
+  std::string out;
+  for (const char* field : {"appkey", "os", "ver"}) {
+    out += std::string("--xyz\r\nContent-Disposition: form-data; name=\"") + field + "\"\r\n\r\nvalue\r\n";
+  }
+  out += "--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"dump.bin\"\r\n"
+         "Content-Type: application/octet-stream\r\n\r\n";
+  out += binary_body(size - out.size() - 12);
+  out += "\r\n--xyz--\r\n";
+  return out;
+}
+
 std::string gzip(const std::string& text) {
   z_stream z{};
   deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
@@ -201,6 +214,7 @@ int main(int argc, char** argv) {
   measure(engine, "upload", upload_body(1 << 20), "application/json", nullptr, seconds);
   measure(engine, "form", form_body(1 << 20), "application/x-www-form-urlencoded", nullptr, seconds);
   measure(engine, "binary", binary_body(1 << 20), "application/octet-stream", nullptr, seconds);
+  measure(engine, "multipart", multipart_body(1 << 20), "multipart/form-data; boundary=xyz", nullptr, seconds);
   std::printf("\nFloors under the JSON rows, without detection:\n\n");
   std::printf("| step         | size         | input rate     | runs        | per request |\n");
   std::printf("|---|---|---|---|---|\n");

@@ -217,8 +217,8 @@ bool looks_base64(std::string_view v) {
 }
 
 bool has_percent_escape(std::string_view v) {
-  for (std::size_t i = 0; i + 2 < v.size(); ++i) {
-    if (v[i] == '%' && std::isxdigit(static_cast<unsigned char>(v[i + 1])) && std::isxdigit(static_cast<unsigned char>(v[i + 2]))) {
+  for (auto i = v.find('%'); i != std::string_view::npos && i + 2 < v.size(); i = v.find('%', i + 1)) {
+    if (std::isxdigit(static_cast<unsigned char>(v[i + 1])) && std::isxdigit(static_cast<unsigned char>(v[i + 2]))) {
       return true;
     }
   }
@@ -603,7 +603,9 @@ struct engine::scan {
     if (depth >= max_nesting || nested_scans >= max_nested_scans) {
       return;
     }
-    if (has_percent_escape(value)) {
+    // URL-encoding makes text: a binary value (a file part, a blob) with a stray "%3F" in it
+    // is not decoded and scanned again as one.
+    if (has_percent_escape(value) && looks_textual(value)) {
       ++nested_scans;
       buffer(percent_decode(value, true), where, plus(chain, {"url"}), depth + 1, key, "");
     } else if (looks_base64(value)) {
