@@ -68,6 +68,18 @@ const engine& without_profile() {
   return e;
 }
 
+// Bytes with no structure, from a xorshift generator: the same for the same seed.
+std::string random_bytes(std::size_t size, std::uint32_t seed) {
+  std::string out(size, '\0');
+  for (auto& c : out) {
+    seed ^= seed << 13;
+    seed ^= seed >> 17;
+    seed ^= seed << 5;
+    c = static_cast<char>(seed);
+  }
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("known values carry a JSON path and the chain that wrapped them") {
@@ -247,14 +259,7 @@ TEST_CASE("look-alikes are not personal data") {
 // URL-encoded forms in the raw bytes anyway). Text with escapes is still decoded.
 TEST_CASE("a binary value with percent escapes is not decoded as URL-encoded text") {
   const std::string escaped_phone = "tel%3D%31%33%39%31%32%33%34%35%36%37%38";  // tel=13912345678
-  std::string blob(4096, '\0');
-  std::uint32_t x = 88172645u;
-  for (auto& c : blob) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x);
-  }
+  std::string blob = random_bytes(4096, 88172645u);
   blob.replace(2000, escaped_phone.size(), escaped_phone);
   const auto part = [](const std::string& name, const std::string& content) {
     return "--xyz\r\nContent-Disposition: form-data; name=\"" + name + "\"\r\n\r\n" + content + "\r\n";
@@ -271,14 +276,7 @@ TEST_CASE("a binary value with percent escapes is not decoded as URL-encoded tex
 }
 
 TEST_CASE("a body that looks encrypted is reported as opaque, structured ones are not") {
-  std::string random(4096, '\0');
-  std::uint32_t x = 2463534242u;
-  for (auto& c : random) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x);
-  }
+  const std::string random = random_bytes(4096, 2463534242u);
   const auto r = without_profile().inspect(post(random, "application/octet-stream"));
   CHECK(std::find(r.incomplete.begin(), r.incomplete.end(), "opaque_body") != r.incomplete.end());
   const auto j = without_profile().inspect(post(R"({"a":")" + std::string(4000, 'x') + R"("})"));
