@@ -474,7 +474,6 @@ struct engine::scan {
   // map owns its keys: the trees they come from do not outlive their buffer.
   struct key_verdict {
     bool interesting;  // some scalar detector uses it as context
-    bool structural;   // an object or list detector looks for it beside other members
   };
   // FNV-1a: keys are a few bytes long, where it beats the general-purpose hash.
   struct string_hash {
@@ -493,7 +492,7 @@ struct engine::scan {
     if (it != key_verdicts.end()) {
       return it->second;
     }
-    const key_verdict v{interesting_key(k), object_key(k) || contact_phone_key(k)};
+    const key_verdict v{interesting_key(k)};
     return key_verdicts.emplace(std::string(k), v).first->second;
   }
   bool interesting_key_cached(std::string_view k) const { return judge_key(k).interesting; }

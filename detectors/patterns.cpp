@@ -569,8 +569,6 @@ void scan_object(const node& object, std::vector<pattern_hit>& out) {
   }
 }
 
-bool contact_phone_key(std::string_view key) { return key_contact_phone(key); }
-
 unsigned member_uses(std::string_view k) {
   unsigned uses = object_key(k) ? member_use::paired : 0;
   uses |= key_name(k) ? member_use::name : 0;
@@ -583,28 +581,6 @@ unsigned member_uses(std::string_view k) {
     uses |= member_use::looked_up;
   }
   return uses;
-}
-
-bool list_item_candidate(std::string_view text) {
-  // Called for every scalar of every JSON body: the cheap shape tests go first. A MAC has 12
-  // or 17 characters; a package name a dot within its first label's reach.
-  char buf[13];
-  if ((text.size() == 12 || text.size() == 17) && !normalized_mac(text, buf).empty()) {
-    return true;
-  }
-  // A package name starts with a lower-case letter (package_name_valid), which numbers,
-  // timestamps and most identifiers do not.
-  if (text.size() < 3 || text[0] < 'a' || text[0] > 'z') {
-    return false;
-  }
-  // A loop, not memchr: most scalars are a few bytes long, where the call costs more than the scan.
-  const std::size_t reach = std::min<std::size_t>(text.size(), 12);
-  for (std::size_t i = 0; i < reach; ++i) {
-    if (text[i] == '.') {
-      return package_like(text);
-    }
-  }
-  return false;
 }
 
 bool list_item(std::string_view text) {

@@ -40,9 +40,6 @@ void scan_list(std::string_view key, const std::vector<const node*>& items, std:
 // Keys scan_object() looks for; an object with none of them holds no object-level finding.
 bool object_key(std::string_view key);
 
-// Keys a contact entry needs beside its name (scan_list() counts objects with both).
-bool contact_phone_key(std::string_view key);
-
 // How scan_object() and scan_list() use an object's member, by its normalised key, as
 // member_use bits. They look members up by these keys only: a member with none is never read.
 namespace member_use {
@@ -54,10 +51,6 @@ constexpr unsigned bssid = 16;      // an access point's BSSID, for a list of th
 constexpr unsigned looked_up = 32;  // any key scan_object() looks up (lat, mcc, an SMS sender, …)
 }  // namespace member_use
 unsigned member_uses(std::string_view key);
-
-// A string scan_list() could count as an item on its own, whatever its key: a package name or
-// a BSSID.
-bool list_item_candidate(std::string_view text);
 
 // Exactly the strings scan_list() counts as items: a package name or a BSSID. A list of
 // strings with fewer than two of them holds no list finding.
