@@ -363,6 +363,7 @@ std::uint64_t append_file::append_later(std::span<const std::string_view> pieces
     left -= k;
     if (staged_ == bounce_size) {
       submit(bounce_size);
+      filled_since_settle_ = true;
     }
   }
   return number;
@@ -423,6 +424,14 @@ append_file::settled append_file::settle() {
   }
   unsettled_.clear();
   in_file_.store(size_, std::memory_order_release);
+  if (!filled_since_settle_) {
+    // Too little came since the last settle to fill a buffer: the ones a burst left behind
+    // (a MiB each, every page touched) are not needed, and while a lab's phones idle on their
+    // tunnels they were a quarter of the proxy's memory. The next append takes a fresh one,
+    // of which only what it writes becomes resident.
+    release_buffer();
+  }
+  filled_since_settle_ = false;
   return result;
 }
 
@@ -445,6 +454,11 @@ void append_file::release_buffer() {
     stage_.reset();
     --buffers_;
   }
+}
+
+std::size_t append_file::buffers_held() {
+  std::lock_guard lock(mutex_);
+  return buffers_;
 }
 
 int append_file::sync() {

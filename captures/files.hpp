@@ -77,7 +77,8 @@ class append_file {
     std::uint64_t first_lost = 0;  // with an error: this append and every later one are not in the file
   };
   // Waits until every append so far is in the file, or, after a failure, cuts the file back to
-  // the end of the last append that is whole in it.
+  // the end of the last append that is whole in it. Frees the aligned buffers when no buffer
+  // filled up since the last settle.
   settled settle();
   // How much of the file, from its start, is surely written: size() once settled.
   std::uint64_t in_file() const { return in_file_.load(std::memory_order_acquire); }
@@ -89,6 +90,8 @@ class append_file {
   void release_buffer();
 
   bool direct() const { return align_ != 0 && !refused_direct_.load(std::memory_order_relaxed); }
+  // The aligned buffers allocated (a MiB each): the stage, those on their way, the spares.
+  std::size_t buffers_held();
   // Every byte appended, written or not yet.
   std::uint64_t size() const { return size_; }
 
@@ -126,6 +129,7 @@ class append_file {
   std::uint64_t stage_at_ = 0;
   std::uint64_t appended_ = 0;
   std::deque<std::pair<std::uint64_t, std::uint64_t>> unsettled_;
+  bool filled_since_settle_ = false;  // a whole buffer went to the disk since the last settle
   int cache_error_ = 0;  // a write through the cache failed since the last settle, at:
   std::uint64_t cache_error_at_ = 0;
 

@@ -168,6 +168,16 @@ void origin_pool::drop(const std::string& key, std::uint64_t id) {
   }
 }
 
+std::uint64_t origin_pool::hold(std::function<void()> hand_over) {
+  const auto number = next_holder_++;
+  held_.emplace(number, std::move(hand_over));
+  if (held_.size() > max_held) {
+    auto oldest = held_.extract(held_.begin());
+    oldest.mapped()();
+  }
+  return number;
+}
+
 void origin_pool::close() {
   closed_ = true;
   idle_.clear();

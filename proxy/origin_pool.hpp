@@ -10,10 +10,10 @@
 //
 // Each io_context has its own pool: a connection's socket never changes threads.
 //
-//   tunnel ends, origin idle ──put──► idle ──take (same host, port, name)──► next tunnel
-//                                      │
-//                                      └─ the origin closes or sends anything, idle_limit
-//                                         passes, or the proxy stops ──► closed (FIN in pcapng)
+//   tunnel ends, origin idle ──put──► idle ──take (same host, port, name)──► next tunnel, or
+//   tunnel idle, max_held passed ─put─┘   │                                  its next request
+//                                         └─ the origin closes or sends anything, idle_limit
+//                                            passes, or the proxy stops ──► closed (FIN in pcapng)
 
 #include "captures/tap.hpp"
 #include "proxy/tls_stream.hpp"
@@ -26,6 +26,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -75,6 +76,13 @@ class origin_pool {
   // Enough for the parallel connections of one phone's SDKs to one host, with room.
   static constexpr std::size_t max_per_origin = 32;
   static constexpr std::size_t max_idle = 256;
+  // Tunnels between exchanges that keep their own origin connection. An idle intercepted
+  // tunnel costs about 44 KiB, a third of it its origin connection (an SSL object, its
+  // ciphers, a socket), and phones keep many: OkHttp holds 5 idle connections per client for
+  // 5 minutes. Past this many on a thread, the tunnel idle the longest hands its connection to
+  // the pool, which keeps it as any other (or closes it), and its next request takes one
+  // from the pool or dials.
+  static constexpr std::size_t max_held = 128;
 
   explicit origin_pool(boost::asio::io_context& io) : io_(io) {}
   ~origin_pool();
@@ -98,6 +106,14 @@ class origin_pool {
   void close();
   std::size_t size() const { return count_; }
 
+  // A tunnel between exchanges that keeps its origin connection: the number to let() it go
+  // by. When more than max_held are held, the oldest holder's `hand_over` is called (once, in
+  // this call) and it is let go.
+  std::uint64_t hold(std::function<void()> hand_over);
+  // The tunnel's exchanges go on, or it handed its connection over: no longer a holder.
+  void let(std::uint64_t holder) { held_.erase(holder); }
+  std::size_t held() const { return held_.size(); }
+
  private:
   struct entry {
     std::uint64_t id = 0;
@@ -115,6 +131,8 @@ class origin_pool {
   std::map<std::string, std::vector<entry>> idle_;  // by "client host:port", newest last
   std::size_t count_ = 0;
   std::uint64_t next_id_ = 1;
+  std::map<std::uint64_t, std::function<void()>> held_;  // by number: the oldest first
+  std::uint64_t next_holder_ = 1;
   bool closed_ = false;
 };
 

@@ -423,9 +423,13 @@ enum class head_read { ok, closed, idle, timeout, invalid, origin_closed };
 
 // The origin's connection as seen while the phone is between requests: its socket, and whether
 // the origin has said anything (data or a close, not a TLS session ticket) that nobody has read.
+// With `pool`, the tunnel is one of the pool's holders while it waits, and `hand_over` gives
+// the connection to the pool when it is asked to (origin_pool::max_held).
 struct origin_watch {
   tcp::socket* socket = nullptr;
   std::function<bool()> has_spoken;
+  origin_pool* pool = nullptr;
+  std::function<void()> hand_over;
 };
 
 bool has_spoken(tls_stream& s) {
@@ -444,6 +448,7 @@ bool has_spoken(beast::tcp_stream& s) {
 struct origin_close_watch : std::enable_shared_from_this<origin_close_watch> {
   bool waiting = true;
   bool spoke = false;
+  bool asked_to_hand_over = false;
   tcp::socket* client = nullptr;
   const origin_watch* origin = nullptr;
 
@@ -465,10 +470,11 @@ struct origin_close_watch : std::enable_shared_from_this<origin_close_watch> {
 
 // Reads as read_more does, unless the origin speaks first; then `origin_spoke` is set and the
 // read is cancelled. A plain handler, not a second coroutine and a signal: this runs before
-// every kept-alive request, where the coroutine pair cost 10 µs of the proxy's 33.
+// every kept-alive request, where the coroutine pair cost 10 µs of the proxy's 33. The read is
+// cancelled too, with `hand_over` set, when the pool asks for the connection.
 template <class Client>
 awaitable<error_code> read_unless_origin_closes(Client& client, std::string& cbuf, std::chrono::milliseconds idle,
-                                                const origin_watch& origin, bool& origin_spoke) {
+                                                const origin_watch& origin, bool& origin_spoke, bool& hand_over) {
   // The wait sees only what arrives after it starts (Asio's reactor is edge-triggered).
   if (origin.has_spoken()) {
     origin_spoke = true;
@@ -478,9 +484,23 @@ awaitable<error_code> read_unless_origin_closes(Client& client, std::string& cbu
   w->client = &beast::get_lowest_layer(client).socket();
   w->origin = &origin;
   w->arm();
+  std::optional<std::uint64_t> holder;
+  if (origin.pool != nullptr) {
+    holder = origin.pool->hold([w] {
+      if (w->waiting && !w->spoke) {
+        w->asked_to_hand_over = true;
+        error_code ignored;
+        w->client->cancel(ignored);
+      }
+    });
+  }
   const auto ec = co_await read_more(client, cbuf, idle, idle_read_chunk);
   w->waiting = false;
+  if (holder) {
+    origin.pool->let(*holder);
+  }
   origin_spoke = w->spoke;
+  hand_over = w->asked_to_hand_over && !w->spoke;
   if (!origin_spoke) {
     error_code ignored;
     origin.socket->cancel(ignored);  // only the readiness wait is outstanding on it
@@ -493,12 +513,15 @@ awaitable<error_code> read_unless_origin_closes(Client& client, std::string& cbu
 // the next request has come ends the wait (`origin_closed`).
 template <class Client>
 awaitable<head_read> read_request_head(services& sv, Client& client, std::string& cbuf, http1::parser& req,
-                                       const origin_watch& origin) {
+                                       const origin_watch& watched) {
   const auto& t = sv.cfg.limits.timeouts;
   // limits.timeouts.headers bounds the whole head from its first byte, so a client trickling
   // one byte at a time (slowloris) cannot hold the connection.
   bool started = false;
   steady::time_point first_byte;
+  const auto waiting_since = steady::now();
+  origin_watch origin_after_hand_over;  // none: the wait goes on without the origin
+  const origin_watch* origin = &watched;
   while (true) {
     if (!cbuf.empty()) {
       if (!started) {
@@ -519,15 +542,22 @@ awaitable<head_read> read_request_head(services& sv, Client& client, std::string
       // a small buffer, and the bulk-sized ones of the last exchange go back.
       cbuf.shrink_to_fit();
       bool origin_spoke = false;
+      bool hand_over = false;
       error_code ec;
-      if (origin.socket == nullptr) {
-        ec = co_await read_more(client, cbuf, t.idle, idle_read_chunk);
+      const auto idle = remaining(waiting_since, t.idle);
+      if (origin->socket == nullptr) {
+        ec = co_await read_more(client, cbuf, idle, idle_read_chunk);
       } else {
-        ec = co_await read_unless_origin_closes(client, cbuf, t.idle, origin, origin_spoke);
+        ec = co_await read_unless_origin_closes(client, cbuf, idle, *origin, origin_spoke, hand_over);
       }
       if (ec) {
         if (origin_spoke && cbuf.empty()) {
           co_return head_read::origin_closed;
+        }
+        if (hand_over && cbuf.empty() && ec == net::error::operation_aborted) {
+          origin->hand_over();
+          origin = &origin_after_hand_over;
+          continue;
         }
         if (ec == beast::error::timeout) {
           co_return head_read::idle;
@@ -711,11 +741,27 @@ struct redialled {
 template <class Upstream>
 using redial_fn = std::function<awaitable<redialled<Upstream>>()>;
 
+// The origin connection a tunnel gets back for its next request after handing its own to the
+// pool: `kept` when it came from the pool, and since when it idled there.
+template <class Upstream>
+struct taken_back {
+  Upstream* stream = nullptr;
+  std::optional<upstream_failure> failure;
+  bool kept = false;
+  steady::time_point idle_since;
+};
+
 // A tunnel's origin connection taken from the pool: how to replace it, and since when it idled.
+// With a pool, how the tunnel hands its connection over between exchanges when the pool asks
+// (origin_pool::max_held; the end of the last exchange, if any, is when it began to idle), and
+// gets one back for its next request.
 template <class Upstream>
 struct kept_origin {
   redial_fn<Upstream> redial;  // empty when the connection was dialled for the tunnel
   std::chrono::steady_clock::time_point idle_since;
+  origin_pool* pool = nullptr;
+  std::function<void(std::optional<steady::time_point>)> hand_over;
+  std::function<awaitable<taken_back<Upstream>>()> take_back;
 };
 
 // The origin side of a tunnel's exchanges: the stream, and for a resend the bytes the current
@@ -727,6 +773,13 @@ class origin_link {
 
   Upstream* get() const { return stream_; }
   Upstream& stream() const { return *stream_; }
+  bool can_redial() const { return redial_ != nullptr; }
+
+  // The tunnel's next exchanges go out on `stream` (null: it has none), replaced with `redial`.
+  void reset(Upstream* stream, redial_fn<Upstream> redial) {
+    stream_ = stream;
+    redial_ = std::move(redial);
+  }
 
   // Starts an exchange, keeping what it sends when `resendable` and a redial is possible.
   void begin(bool resendable) {
@@ -1382,10 +1435,26 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
   std::optional<steady::time_point> last_exchange_end;
   bool origin_authenticated = false;
   origin_link<Upstream> link(upstream, kept.redial);
+  std::optional<upstream_failure> no_origin = failure;  // why link.get() is null
+  // The proxy, not the phone, chose the connection the next exchange goes out on (the tunnel's
+  // first, or one taken back): if it was kept, the rules of `resend_cap` and `kept_fresh` apply.
+  bool chosen_by_proxy = true;
+  auto chosen_idle_since = kept.idle_since;
+  bool handed_over = false;
   while (true) {
     origin_watch origin;
     if (auto* up = link.get(); up != nullptr) {
-      origin = {&beast::get_lowest_layer(*up).socket(), [up] { return has_spoken(*up); }};
+      origin.socket = &beast::get_lowest_layer(*up).socket();
+      origin.has_spoken = [up] { return has_spoken(*up); };
+      if (kept.pool != nullptr && kept.hand_over && !origin_authenticated) {
+        // An origin that authenticated the connection (NTLM) stays with its tunnel.
+        origin.pool = kept.pool;
+        origin.hand_over = [&] {
+          link.reset(nullptr, nullptr);
+          kept.hand_over(last_exchange_end);
+          handed_over = true;
+        };
+      }
     }
     const auto state = co_await next_request(sv, conn, client, cbuf, req, origin);
     if (state != head_read::ok) {
@@ -1394,6 +1463,14 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
                            state != head_read::origin_closed && !origin_authenticated, last_exchange_end};
     }
     ++served;
+    if (handed_over) {
+      handed_over = false;
+      auto back = co_await kept.take_back();
+      link.reset(back.stream, back.kept ? kept.redial : nullptr);
+      no_origin = std::move(back.failure);
+      chosen_by_proxy = true;
+      chosen_idle_since = back.idle_since;
+    }
     origin_authenticated = origin_authenticated || authenticates_connection(req.head());
     if (conn.transparent) {
       conn.dest.host = host_header_name(req.head(), conn.dest.ip);
@@ -1406,14 +1483,14 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
         co_return tunnel_end{served};
       }
     }
-    if (served == 1 && kept.redial && !idempotent(req.head().method) &&
-        steady::now() - kept.idle_since > kept_fresh && !co_await link.replace()) {
+    if (chosen_by_proxy && link.can_redial() && !idempotent(req.head().method) &&
+        steady::now() - chosen_idle_since > kept_fresh && !co_await link.replace()) {
       const auto& why = *link.failure();
       co_await refuse_request(sv, conn, client, req, why.status, why.error, conn.dest.scheme + "://" + conn.dest.host + target);
       co_return tunnel_end{served};
     }
     if (link.get() == nullptr) {
-      co_await refuse_request(sv, conn, client, req, failure->status, failure->error,
+      co_await refuse_request(sv, conn, client, req, no_origin->status, no_origin->error,
                               conn.dest.scheme + "://" + conn.dest.host + target);
       co_return tunnel_end{served};
     }
@@ -1423,7 +1500,8 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
     const std::string head_out =
         asks_for_h2c(req.head()) || keep_open ? origin_form_head(req.head(), target, keep_open) : req.head().raw;
     const auto outcome = co_await relay_exchange(sv, conn, client, cbuf, req, link, ubuf, res, head_out, target,
-                                                 req.keep_alive() || keep_open, served > 1);
+                                                 req.keep_alive() || keep_open, served > 1 && !chosen_by_proxy);
+    chosen_by_proxy = false;
     last_exchange_end = steady::now();
     if (!outcome.reuse) {
       co_return tunnel_end{served, head_read::ok, outcome.origin_idle && !origin_authenticated, last_exchange_end};
@@ -1819,17 +1897,43 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   // A kept connection the origin closes as the tunnel's first request goes out is replaced, and
   // the request resent on the new one (see `resend_cap`).
   kept_origin<tls_stream> kept;
+  const redial_fn<tls_stream> redial = [&]() -> awaitable<redialled<tls_stream>> {
+    from_pool = false;
+    upstream.reset();
+    redialled<tls_stream> fresh;
+    fresh.failure = co_await connect_origin(sv, conn, origin, name, upstream);
+    if (upstream) {
+      fresh.stream = &upstream->stream;
+    }
+    co_return fresh;
+  };
   if (from_pool) {
     kept.idle_since = upstream->idle_since;
-    kept.redial = [&]() -> awaitable<redialled<tls_stream>> {
-      from_pool = false;
+    kept.redial = redial;
+  }
+  if (pool != nullptr) {
+    kept.pool = pool;
+    kept.hand_over = [&](std::optional<steady::time_point> idle_since) {
+      upstream->idle_since = idle_since.value_or(upstream->idle_since);
+      pool->put(conn.client_ip, conn.origin_host, conn.dest.port, name, std::move(upstream));
       upstream.reset();
-      redialled<tls_stream> fresh;
-      fresh.failure = co_await connect_origin(sv, conn, origin, name, upstream);
+      from_pool = false;
+    };
+    kept.take_back = [&]() -> awaitable<taken_back<tls_stream>> {
+      taken_back<tls_stream> back;
+      upstream = pool->take(conn.client_ip, conn.origin_host, conn.dest.port, name);
+      from_pool = upstream != nullptr;
       if (upstream) {
-        fresh.stream = &upstream->stream;
+        conn.dest.ip = upstream->remote.address().to_string();
+        back.kept = true;
+        back.idle_since = upstream->idle_since;
+      } else {
+        back.failure = co_await connect_origin(sv, conn, origin, name, upstream);
       }
-      co_return fresh;
+      if (upstream) {
+        back.stream = &upstream->stream;
+      }
+      co_return back;
     };
   }
   auto end = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &upstream->stream : nullptr, failure,
@@ -1840,9 +1944,9 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
     from_pool = false;
     upstream.reset();
     failure = co_await connect_origin(sv, conn, origin, name, upstream);
-    const kept_origin<tls_stream> dialled_here;
+    kept.redial = nullptr;
     end = co_await serve_tunnel_http(sv, conn, phone, cbuf, upstream ? &upstream->stream : nullptr, failure,
-                                     pool != nullptr, dialled_here);
+                                     pool != nullptr, kept);
   }
   const auto unused_for = steady::now() - handshake_done;
   const bool pinned = end.served == 0 && end.last == head_read::closed && unused_for <= pinning_hang_up_window;

@@ -219,6 +219,36 @@ TEST_CASE("appends handed over with append_later are all in the file once settle
   }
 }
 
+TEST_CASE("the buffers of a burst are kept while bursts go on and given back once a settle finds less came") {
+  leakscope::testing::temp_dir tmp("files");
+  const auto file = tmp.path / "traffic.pcapng";
+  append_file out(file, true);
+  if (!out.direct()) {
+    MESSAGE("the file system of " << tmp.path << " has no direct I/O: not checked");
+    return;
+  }
+  std::string expected;
+  const auto append = [&](std::size_t size, char c) {
+    const std::string bytes(size, c);
+    const std::string_view view = bytes;
+    out.append_later(std::span(&view, 1));
+    expected += bytes;
+  };
+  append((3u << 20) + 100, 'a');  // fills three buffers
+  REQUIRE(out.settle().error == 0);
+  CHECK(out.buffers_held() > 0);  // a buffer filled since the last settle: more may follow
+  append(2u << 20, 'b');  // fills at least one more
+  REQUIRE(out.settle().error == 0);
+  CHECK(out.buffers_held() > 0);
+  append(300, 'c');  // light traffic after the burst
+  REQUIRE(out.settle().error == 0);
+  CHECK(out.buffers_held() == 0);
+  append(5000, 'd');  // and a fresh buffer for what comes next
+  CHECK(out.buffers_held() == 1);
+  REQUIRE(out.settle().error == 0);
+  CHECK(contents(file) == expected);
+}
+
 TEST_CASE("after a failed write, settle names the first append lost and the file holds those before it") {
   for (const bool direct : {false, true}) {
     CAPTURE(direct);

@@ -133,7 +133,7 @@ daemon off;
 worker_processes 1;
 pid {root}/nginx.pid;
 error_log {root}/logs/error.log;
-events {{}}
+events {{ worker_connections 4096; }}  # a test holds hundreds of tunnels' connections
 http {{
   access_log off;
   client_body_temp_path {root}/body;

@@ -44,6 +44,18 @@ class _ThreadedTlsOrigin(_Listener):
             threading.Thread(target=self.handle, args=(conn, number), daemon=True).start()
 
 
+def established_to(port):
+    """How many TCP connections to `port` on this machine are established, seen from the server's end."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for row in f.readlines()[1:]:
+                fields = row.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    count += 1
+    return count
+
+
 class KeptOrigin(_ThreadedTlsOrigin):
     """A TLS origin that answers one request on each connection and keeps the connection open,
     until drop_idle() closes them all as a server whose keep-alive has run out does."""
@@ -585,6 +597,34 @@ class ProxyEndToEnd(OriginTestCase):
         after = self.origin.logged("/echo/after", count=os.cpu_count() or 1)
         self.assertNotIn(held["conn"], {b["conn"] for b in after})
         self.stop_and_check()
+
+    def test_idle_tunnels_past_the_pools_limit_hand_their_origin_connections_over(self):
+        """An idle tunnel's origin connection is a third of what the tunnel costs: past max_held
+        idle tunnels on a thread (proxy/origin_pool.hpp), the one idle the longest hands its
+        connection to the pool, which keeps at most 32 per phone and origin and closes the rest.
+        The tunnel's next request still gets its answer, on a connection from the pool or a new one."""
+        self.start()
+        threads = os.cpu_count() or 1
+        max_held, max_per_origin = 128, 32
+        count = threads * (max_held + 2 * max_per_origin)
+        request = b"GET /index.html HTTP/1.1\r\nHost: api.example.test\r\n\r\n"
+        with contextlib.ExitStack() as stack:
+            tunnels = []
+            for _ in range(count):
+                tls = stack.enter_context(self._tls_tunnel("api.example.test"))
+                tls.sendall(request)
+                self.assertIn(b"200 OK", read_until(tls, b"origin\n"))
+                tunnels.append(tls)
+            # Held by tunnels, at most max_held a thread; kept by the pools, at most 32 a thread.
+            bound = threads * (max_held + max_per_origin)
+            deadline = time.monotonic() + 10
+            while (open_now := established_to(self.origin.tls_port)) > bound and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertLessEqual(open_now, bound, f"{count} idle tunnels")
+            tunnels[0].sendall(request)
+            self.assertIn(b"200 OK", read_until(tunnels[0], b"origin\n"), "the first tunnel handed its over")
+        flows, _ = self.stop_and_check()
+        self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)] * (count + 1))
 
     def test_an_origin_that_closes_between_requests_closes_the_phones_connection(self):
         """Without a proxy the phone would see its idle connection closed and open a new one for its

@@ -8,8 +8,10 @@
 #include <doctest/doctest.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
+#include <numeric>
 #include <vector>
 
 namespace net = boost::asio;
@@ -134,4 +136,31 @@ TEST_CASE("Origin pool: nothing is kept past its idle limit, or once the pool is
   CHECK(pool.size() == 0);
   pool.put("10.0.0.2", "api.example.test", 443, "api.example.test", c.ours[1]);
   CHECK(pool.size() == 0);
+}
+
+TEST_CASE("Origin pool: past max_held holders, the one that has held the longest is asked once for its connection") {
+  net::io_context io;
+  origin_pool pool(io);
+  std::vector<int> asked(origin_pool::max_held + 3, 0);
+  std::vector<std::uint64_t> holders;
+  for (std::size_t i = 0; i < origin_pool::max_held; ++i) {
+    holders.push_back(pool.hold([&asked, i] { ++asked[i]; }));
+  }
+  CHECK(pool.held() == origin_pool::max_held);
+  CHECK(std::count(asked.begin(), asked.end(), 0) == static_cast<std::ptrdiff_t>(asked.size()));
+
+  pool.let(holders[0]);  // its exchanges went on: the next oldest is now holder 1
+  holders.push_back(pool.hold([&asked] { ++asked[origin_pool::max_held]; }));
+  CHECK(pool.held() == origin_pool::max_held);
+  holders.push_back(pool.hold([&asked] { ++asked[origin_pool::max_held + 1]; }));
+  CHECK(asked[0] == 0);
+  CHECK(asked[1] == 1);
+  CHECK(pool.held() == origin_pool::max_held);
+
+  pool.let(holders[1]);  // one that was asked lets go afterwards: nothing else changes
+  CHECK(pool.held() == origin_pool::max_held);
+  holders.push_back(pool.hold([&asked] { ++asked[origin_pool::max_held + 2]; }));
+  CHECK(asked[1] == 1);
+  CHECK(asked[2] == 1);
+  CHECK(std::accumulate(asked.begin(), asked.end(), 0) == 2);
 }
