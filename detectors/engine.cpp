@@ -1,5 +1,6 @@
 #include "detectors/engine.hpp"
 
+#include "detectors/byte_classes.hpp"
 #include "detectors/decode.hpp"
 #include "detectors/json_parser.hpp"
 #include "detectors/patterns.hpp"
@@ -152,42 +153,6 @@ bool verbatim(const node& n, body_format f) {
 std::string root_path(body_format f) {
   return f == body_format::json ? "$" : "";
 }
-
-// What could_match_given() makes of each byte of a value: bit flags, or-ed over the value.
-namespace char_class {
-constexpr unsigned digit = 1;        // must stay 1: it is also added up
-constexpr unsigned trigger = 2;      // a value holding it is always worth a look: email, escapes,
-                                     // lists, JSON, MAC and vCard, +86, key=value text,
-                                     // non-ASCII (SMS, names)
-constexpr unsigned lower = 4;
-constexpr unsigned code_middle = 8;  // the middle of "ode", "OTP" or "otp"
-constexpr unsigned upper = 16;
-constexpr unsigned code_o = 32;      // the o of "ode", "OTP" or "otp", which hex digits lack
-constexpr unsigned code_word = code_middle | code_o;  // a value without both holds no code word
-}  // namespace char_class
-constexpr std::array<std::uint8_t, 256> char_classes = [] {
-  std::array<std::uint8_t, 256> t{};
-  for (int c = '0'; c <= '9'; ++c) {
-    t[c] = char_class::digit;
-  }
-  for (int c = 'a'; c <= 'z'; ++c) {
-    t[c] = char_class::lower;
-    t[c - 'a' + 'A'] = char_class::upper;
-  }
-  for (const char c : {'d', 'T', 't'}) {
-    t[static_cast<unsigned char>(c)] |= char_class::code_middle;
-  }
-  for (const char c : {'o', 'O'}) {
-    t[static_cast<unsigned char>(c)] |= char_class::code_o;
-  }
-  for (const char c : {'@', '%', ',', ';', '|', '{', '[', ':', '+', '=', '&'}) {
-    t[static_cast<unsigned char>(c)] = char_class::trigger;
-  }
-  for (int c = 0x80; c < 256; ++c) {
-    t[c] = char_class::trigger;
-  }
-  return t;
-}();
 
 // Base64 worth decoding: long enough, the right alphabet, and not plain hex or digits (which
 // are valid base64 characters but are identifiers in their own right).
@@ -406,13 +371,7 @@ struct engine::scan {
     }
     // One branch-free pass gathers what the rules need; the digit runs are walked only when
     // there are enough digits for an identifier (most values have far fewer).
-    unsigned seen = 0;
-    std::size_t digit_count = 0;
-    for (const char c : v) {
-      const unsigned k = char_classes[static_cast<unsigned char>(c)];
-      seen |= k;
-      digit_count += k & char_class::digit;
-    }
+    const auto [seen, digit_count] = summarize_bytes(v);
     if ((seen & char_class::trigger) != 0) {
       return true;
     }
