@@ -11,7 +11,8 @@ TEST_CASE("a value's byte classes come out the same 16 bytes a step as a byte at
   // Bytes drawn mostly from the classes' edges (each range's neighbours, the trigger marks, the
   // code-word letters) and sometimes from anywhere, at every length and alignment around the
   // 16-byte steps, and past the 255 steps after which the digit counts are emptied.
-  const std::string edges = std::string("/09:`az{@AZ[dtToO%,;|+=&\x7f\x80\xff ", 33) + "-_.x";
+  static constexpr char edge_bytes[] = "/09:`az{@AZ[dtToO%,;|+=&\x7f\x80\xff -_.x";
+  const std::string edges(edge_bytes, sizeof edge_bytes - 1);
   std::mt19937 rng(20261125);
   for (int round = 0; round < 20000; ++round) {
     const std::size_t size = round < 19000 ? rng() % 80 : 4000 + rng() % 200;
