@@ -355,7 +355,9 @@ void append_text_escaped(std::string& out, std::string_view body, std::size_t es
   const std::size_t at = out.size();
   const std::size_t size = body.size() + escapes;
   constexpr std::size_t slack = 16;  // whole-block stores may run this far past the end
-  out.resize(at + size + slack);
+  // Not zero-filled: all of it is written below. (The size is captured: GCC 12's library passes
+  // the grown capacity as the operation's second argument.)
+  out.resize_and_overwrite(at + size + slack, [n = at + size + slack](char*, std::size_t) { return n; });
   char* dst = out.data() + at;
   const char* const src = body.data();
   const std::size_t n = body.size();

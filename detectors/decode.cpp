@@ -73,7 +73,11 @@ decoded inflate_capped(std::string_view input, std::size_t cap, bool raw) {
   const std::size_t limit = cap == std::numeric_limits<std::size_t>::max() ? cap : cap + 1;
   std::size_t produced = 0;
   std::size_t consumed = 0;
-  out.data.resize(std::min(limit, std::max({chunk, input.size() * 8, out.data.capacity()})));
+  // The room inflate writes into is not zero-filled first: what it does not fill is cut off at the
+  // end. The size is the one asked for, not the operation's second argument: GCC 12's library
+  // passes the capacity it grew to there, which may be past `limit`.
+  const auto make_room = [&out](std::size_t n) { out.data.resize_and_overwrite(n, [n](char*, std::size_t) { return n; }); };
+  make_room(std::min(limit, std::max({chunk, input.size() * 8, out.data.capacity()})));
   int rc = ISAL_DECOMP_OK;
   bool finished = false;
   while (true) {
@@ -81,7 +85,7 @@ decoded inflate_capped(std::string_view input, std::size_t cap, bool raw) {
       if (produced == limit) {
         break;
       }
-      out.data.resize(std::min(limit, out.data.size() * 2));
+      make_room(std::min(limit, out.data.size() * 2));
     }
     // The streaming API counts in 32 bits; bodies past 1 GiB are fed in pieces.
     const std::size_t feed = std::min<std::size_t>(input.size() - consumed, 1u << 30);

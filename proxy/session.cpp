@@ -87,7 +87,9 @@ awaitable<error_code> read_more(Stream& s, std::string& buf, std::chrono::millis
                                 std::size_t chunk = read_chunk) {
   beast::get_lowest_layer(s).expires_after(timeout);
   const std::size_t old = buf.size();
-  buf.resize(old + chunk);
+  // Room for the read without zero-filling it first; what the read does not fill is cut off below.
+  // (The size is captured: GCC 12's library passes the grown capacity as the second argument.)
+  buf.resize_and_overwrite(old + chunk, [size = old + chunk](char*, std::size_t) { return size; });
   error_code ec;
   const std::size_t n = co_await s.async_read_some(net::buffer(buf.data() + old, chunk), use_ec(ec));
   buf.resize(old + n);

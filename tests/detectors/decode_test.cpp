@@ -187,6 +187,24 @@ TEST_CASE("a bomb in every coding stops at the cap") {
   }
 }
 
+// A string asked to grow past its capacity may take twice that capacity, past the cap: the
+// output must still stop at the cap, and inflate must never be given room the string lacks.
+TEST_CASE("a recycled buffer that grows past the cap still stops there") {
+  const std::size_t cap = 1u << 20;
+  const std::string bomb = gzip("imei=865432101234564&" + std::string(8u << 20, 'A'));
+  for (const std::size_t spare : {cap / 2 + 4096, cap * 3 / 4, cap - 1, cap + 1}) {
+    CAPTURE(spare);
+    std::string buffer;
+    buffer.reserve(spare);
+    recycle(std::move(buffer));
+    const auto d = inflate_capped(bomb, cap, false);
+    CHECK(d.limit_hit);
+    CHECK(d.data.size() == cap);
+    CHECK(d.data.rfind("imei=865432101234564&", 0) == 0);
+    CHECK(d.data.find_first_not_of('A', 21) == std::string::npos);
+  }
+}
+
 TEST_CASE("a lying Content-Encoding is a decode error, not a lost body") {
   const auto c = decode_content(text, "br", 1 << 20);
   CHECK(c.incomplete == std::vector<std::string>{"decode_error"});
