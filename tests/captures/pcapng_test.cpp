@@ -182,6 +182,21 @@ TEST_CASE("IPv6 endpoints") {
   temp_file f;
   std::ofstream(f.path, std::ios::binary) << file;
   CHECK(tshark(f.path, "-Y http.request -T fields -e ipv6.src -e http.request.uri") == "2001:db8::23\t/v6\n");
+  // The TCP checksum over the IPv6 pseudo header (RFC 8200 §8.1), for odd and even payloads.
+  for (const std::string& payload : std::vector<std::string>{"", "x", "GET / HTTP/1.1\r\n\r\n", std::string(1001, '\xff')}) {
+    CAPTURE(payload.size());
+    const auto frames = conn.send(false, payload, 65535);
+    const auto frame = frames.empty() ? conn.close().front() : frames.front();
+    const std::string_view ip = std::string_view(frame).substr(14, 40);
+    const std::string_view tcp = std::string_view(frame).substr(54);
+    REQUIRE(tcp.size() == 20 + payload.size());
+    std::string pseudo(ip.substr(8, 32));  // source and destination addresses
+    pseudo += std::string("\0\0", 2);
+    pseudo += static_cast<char>(tcp.size() >> 8);
+    pseudo += static_cast<char>(tcp.size() & 0xff);
+    pseudo += std::string("\0\0\0\x06", 4);
+    CHECK(naive_sum(tcp, naive_sum(pseudo)) == 0xffff);
+  }
 }
 
 TEST_CASE("TLS bytes with a Decryption Secrets Block are decrypted by stock tshark") {

@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <random>
 #include <sys/stat.h>
@@ -49,6 +51,26 @@ std::vector<std::string> lines_of(const std::filesystem::path& file) {
 }
 
 }  // namespace
+
+TEST_CASE("timestamps are ISO 8601 in UTC with microseconds, as gmtime would give them") {
+  CHECK(iso8601(at(0)) == "1970-01-01T00:00:00.000000Z");
+  CHECK(iso8601(at(1'795'441'512'123'456)) == "2026-11-23T13:45:12.123456Z");
+  CHECK(iso8601(at(1'709'164'799'000'001)) == "2024-02-28T23:59:59.000001Z");
+  CHECK(iso8601(at(1'709'164'800'999'999)) == "2024-02-29T00:00:00.999999Z");
+  CHECK(iso8601(at(4'102'444'799'999'999)) == "2099-12-31T23:59:59.999999Z");
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 20000; ++i) {
+    const long long us = static_cast<long long>(rng() % 4'000'000'000'000'000ULL);  // to 2096
+    const std::time_t secs = static_cast<std::time_t>(us / 1'000'000);
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    char want[96];
+    std::snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec, us % 1'000'000);
+    CAPTURE(us);
+    REQUIRE(iso8601(at(us)) == want);
+  }
+}
 
 TEST_CASE("leak record JSON line (golden)") {
   CHECK(to_json_line(sample_leak()) ==
