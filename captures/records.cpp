@@ -68,9 +68,10 @@ std::string line(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 
 // A string's bytes inside JSON quotes, escaped as nlohmann escapes them (ensure_ascii off):
 // the two-character escapes, \u00XX for other control characters, every other byte as is.
-// The first byte from `i` that JSON must escape ('"', '\\' or a control character), or the
-// end: 16 bytes per step where SSE2 is available, as every x86-64 has it.
-std::size_t next_to_escape(std::string_view v, std::size_t i) {
+// The first byte from `i` that JSON must escape ('"', '\\' or a control character), or with
+// `stop_at_high` also the first byte from 0x80; the end when there is none. 16 bytes per step
+// where SSE2 is available, as every x86-64 has it.
+std::size_t next_to_escape(std::string_view v, std::size_t i, bool stop_at_high = false) {
   const std::size_t n = v.size();
 #if defined(__SSE2__)
   const __m128i control_max = _mm_set1_epi8(0x1f);
@@ -79,14 +80,15 @@ std::size_t next_to_escape(std::string_view v, std::size_t i) {
     const __m128i stop = _mm_or_si128(
         _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')), _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
         _mm_cmpeq_epi8(_mm_max_epu8(x, control_max), control_max));
-    if (const int mask = _mm_movemask_epi8(stop); mask != 0) {
+    const int mask = _mm_movemask_epi8(stop) | (stop_at_high ? _mm_movemask_epi8(x) : 0);
+    if (mask != 0) {
       return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
     }
   }
 #endif
   for (; i < n; ++i) {
-    const char c = v[i];
-    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) {
+    const auto c = static_cast<unsigned char>(v[i]);
+    if (c == '"' || c == '\\' || c < 0x20 || (stop_at_high && c >= 0x80)) {
       return i;
     }
   }
@@ -183,6 +185,13 @@ class json_writer {
     }
   }
   void string(std::string_view v) {
+    // Most strings (header names and values, hosts) need nothing: one pass finds that.
+    if (next_to_escape(v, 0, true) == v.size()) {
+      out_ += '"';
+      out_ += v;
+      out_ += '"';
+      return;
+    }
     // ASCII is escaped here as nlohmann does; other bytes take its path, which also replaces
     // what is not UTF-8 with U+FFFD.
     for (const char c : v) {

@@ -187,7 +187,7 @@ bool tls_stream::has_spoken() {
   if (deferred_ || bio_.eof || bio_.error != 0 || SSL_get_shutdown(ssl_.get()) != 0 || SSL_pending(ssl_.get()) > 0) {
     return true;
   }
-  ERR_clear_error();
+  clear_errors();
   char byte;
   std::size_t n = 0;
   const int r = SSL_peek_ex(ssl_.get(), &byte, 1, &n);
@@ -195,7 +195,7 @@ bool tls_stream::has_spoken() {
     return true;
   }
   const int e = SSL_get_error(ssl_.get(), r);
-  ERR_clear_error();
+  clear_errors();
   if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
     return true;
   }

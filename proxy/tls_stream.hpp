@@ -171,7 +171,7 @@ class tls_stream {
         done = 0;
         return step::done;
       }
-      ERR_clear_error();
+      clear_errors();
       bio_.error = 0;
       const int r = action(*this, done);
       const step next = classify(r, ec);
@@ -206,6 +206,14 @@ class tls_stream {
     return step::done;
   }
   step classify(int result, error_code& ec);
+  // OpenSSL's error queue must be empty before a call whose failure SSL_get_error() reads (it
+  // looks only at the queue's first entry). It nearly always is: looking costs a tenth of
+  // clearing, which was 2 % of a small exchange's instructions.
+  static void clear_errors() {
+    if (ERR_peek_error() != 0) {
+      ERR_clear_error();
+    }
+  }
   void prepare_handshake(boost::asio::ssl::stream_base::handshake_type type, std::string_view already_read);
   void arm();
   error_code disarm(error_code wait_error);
