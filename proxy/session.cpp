@@ -430,6 +430,9 @@ enum class head_read { ok, closed, idle, timeout, invalid, origin_closed };
 struct origin_watch {
   tcp::socket* socket = nullptr;
   std::function<bool()> has_spoken;
+  // Whether it has spoken in what was read from the socket already (TLS records OpenSSL holds):
+  // what the socket holds, the wait's registration reports at once (EPOLL_CTL_MOD looks).
+  std::function<bool()> has_spoken_from_buffers;
   origin_pool* pool = nullptr;
   std::function<void()> hand_over;
 };
@@ -439,6 +442,12 @@ bool has_spoken(tls_stream& s) {
 }
 bool has_spoken(beast::tcp_stream& s) {
   return has_input(s.socket());
+}
+bool has_spoken_from_buffers(tls_stream& s) {
+  return s.has_spoken_from_buffers();
+}
+bool has_spoken_from_buffers(beast::tcp_stream&) {
+  return false;
 }
 
 // Between exchanges an HTTP/1.1 origin has nothing to say: when it speaks (a FIN, a
@@ -477,8 +486,10 @@ struct origin_close_watch : std::enable_shared_from_this<origin_close_watch> {
 template <class Client>
 awaitable<error_code> read_unless_origin_closes(Client& client, std::string& cbuf, std::chrono::milliseconds idle,
                                                 const origin_watch& origin, bool& origin_spoke, bool& hand_over) {
-  // The wait sees only what arrives after it starts (Asio's reactor is edge-triggered).
-  if (origin.has_spoken()) {
+  // The wait sees what arrives after it starts and what the socket holds when it starts (its
+  // EPOLL_CTL_MOD reports a descriptor that is readable already), not what OpenSSL read ahead.
+  // Asking the socket too cost a recv(2) that failed with EAGAIN before every kept-alive request.
+  if (origin.has_spoken_from_buffers()) {
     origin_spoke = true;
     co_return net::error::operation_aborted;
   }
@@ -1448,6 +1459,7 @@ awaitable<tunnel_end> serve_tunnel_http(services& sv, connection& conn, Client& 
     if (auto* up = link.get(); up != nullptr) {
       origin.socket = &beast::get_lowest_layer(*up).socket();
       origin.has_spoken = [up] { return has_spoken(*up); };
+      origin.has_spoken_from_buffers = [up] { return has_spoken_from_buffers(*up); };
       if (kept.pool != nullptr && kept.hand_over && !origin_authenticated) {
         // An origin that authenticated the connection (NTLM) stays with its tunnel.
         origin.pool = kept.pool;

@@ -61,6 +61,10 @@ class tls_stream {
   // read has taken yet. What else it sent (TLS 1.3 session tickets, a KeyUpdate) is processed
   // on the way, without waiting and without taking any data.
   bool has_spoken();
+  // As has_spoken(), for what has already been taken from the socket only: a wait for the
+  // socket to be readable, which also sees what is in it already, covers the rest without a
+  // recv(2) that finds nothing.
+  bool has_spoken_from_buffers() { return has_buffered() || !quiet() ? has_spoken() : false; }
   executor_type get_executor() { return state_->socket.get_executor(); }
   tcp::socket& socket() { return state_->socket; }
 

@@ -87,6 +87,22 @@ class KeptOrigin(_ThreadedTlsOrigin):
         return len(kept)
 
 
+class HangUpOrigin(_ThreadedTlsOrigin):
+    """A TLS origin that answers one request as if it kept the connection (no Connection: close)
+    and sends its FIN right behind the response, as a server does whose keep-alive is used up."""
+
+    def handle(self, conn, _number):
+        with self.ctx.wrap_socket(conn, server_side=True) as tls:
+            read_until(tls, b"\r\n\r\n")
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+            tls.shutdown(socket.SHUT_WR)  # no close_notify: a bare FIN
+            tls.settimeout(10)
+            try:
+                tls.recv(1)  # until the proxy closes its side
+            except OSError:
+                pass
+
+
 class StaleOrigin(_ThreadedTlsOrigin):
     """A TLS origin whose keep-alive runs out under the second request of each connection, as
     when a server's FIN crosses the request sent on its idle connection: it answers the first
@@ -636,6 +652,20 @@ class ProxyEndToEnd(OriginTestCase):
             tls.sendall(b"GET /kept HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
             self.assertTrue(read_until(tls, b"ok\n").endswith(b"ok\n"))
             self.assertEqual(origin.drop_idle(), 1)
+            tls.settimeout(10)
+            self.assertEqual(tls.recv(4096), b"", "the phone's connection is closed in turn")
+        flows, _ = self.stop_and_check()
+        self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)])
+
+    def test_an_origin_that_closes_right_behind_its_response_closes_the_phones_connection(self):
+        """The FIN is in the origin's socket before the proxy starts watching it: the watch still
+        sees it, and the phone's connection is closed rather than left to a 502."""
+        self.start()
+        origin = HangUpOrigin(self.origin.pem, self.origin.key)
+        self.addCleanup(origin.close)
+        with self._tls_tunnel("api.example.test", port=origin.port) as tls:
+            tls.sendall(b"GET /once HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
+            self.assertTrue(read_until(tls, b"ok\n").endswith(b"ok\n"))
             tls.settimeout(10)
             self.assertEqual(tls.recv(4096), b"", "the phone's connection is closed in turn")
         flows, _ = self.stop_and_check()
