@@ -642,34 +642,31 @@ class ProxyEndToEnd(OriginTestCase):
         flows, _ = self.stop_and_check()
         self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)] * (count + 1))
 
-    def test_an_origin_that_closes_between_requests_closes_the_phones_connection(self):
-        """Without a proxy the phone would see its idle connection closed and open a new one for its
-        next request; through leakscope it sees the same, not a 502 for a request sent into it."""
-        self.start()
-        origin = KeptOrigin(self.origin.pem, self.origin.key)
+    def _one_exchange_then_closed_by_origin(self, origin, close=lambda: None):
+        """One request through a tunnel to `origin`, which answers "ok"; then `close()`, after which
+        the phone's connection must be closed by the proxy, and the exchange recorded whole."""
         self.addCleanup(origin.close)
         with self._tls_tunnel("api.example.test", port=origin.port) as tls:
             tls.sendall(b"GET /kept HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
             self.assertTrue(read_until(tls, b"ok\n").endswith(b"ok\n"))
-            self.assertEqual(origin.drop_idle(), 1)
+            close()
             tls.settimeout(10)
             self.assertEqual(tls.recv(4096), b"", "the phone's connection is closed in turn")
         flows, _ = self.stop_and_check()
         self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)])
 
+    def test_an_origin_that_closes_between_requests_closes_the_phones_connection(self):
+        """Without a proxy the phone would see its idle connection closed and open a new one for its
+        next request; through leakscope it sees the same, not a 502 for a request sent into it."""
+        self.start()
+        origin = KeptOrigin(self.origin.pem, self.origin.key)
+        self._one_exchange_then_closed_by_origin(origin, lambda: self.assertEqual(origin.drop_idle(), 1))
+
     def test_an_origin_that_closes_right_behind_its_response_closes_the_phones_connection(self):
         """The FIN is in the origin's socket before the proxy starts watching it: the watch still
         sees it, and the phone's connection is closed rather than left to a 502."""
         self.start()
-        origin = HangUpOrigin(self.origin.pem, self.origin.key)
-        self.addCleanup(origin.close)
-        with self._tls_tunnel("api.example.test", port=origin.port) as tls:
-            tls.sendall(b"GET /once HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
-            self.assertTrue(read_until(tls, b"ok\n").endswith(b"ok\n"))
-            tls.settimeout(10)
-            self.assertEqual(tls.recv(4096), b"", "the phone's connection is closed in turn")
-        flows, _ = self.stop_and_check()
-        self.assertEqual([(f["status"], f["error"]) for f in flows], [(200, None)])
+        self._one_exchange_then_closed_by_origin(HangUpOrigin(self.origin.pem, self.origin.key))
 
     def test_a_kept_connection_the_origin_closes_before_the_phones_first_request_is_replaced(self):
         """The phone never knew of the kept connection its tunnel took: when the origin closes it
