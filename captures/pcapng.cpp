@@ -163,6 +163,18 @@ std::string enhanced_packet(std::uint32_t interface, std::uint64_t timestamp_us,
   return wrap(block_epb, body);
 }
 
+void add_comment(std::string& epb, std::string_view comment) {
+  if (comment.empty() || epb.size() < 32) {
+    return;
+  }
+  epb.resize(epb.size() - 4);  // the trailing total length
+  option(epb, 1, comment);     // opt_comment
+  end_of_options(epb);
+  const auto total = static_cast<std::uint32_t>(epb.size() + 4);
+  put32(epb, total);
+  store_le32(epb.data() + 4, total);
+}
+
 std::string decryption_secrets(std::string_view tls_key_log) {
   std::string body;
   put32(body, secrets_tls_key_log);

@@ -28,6 +28,10 @@ std::string interface_description(std::uint16_t linktype, std::string_view name)
 // Wireshark shows a message spread over segments on its last segment: comment that one.
 std::string enhanced_packet(std::uint32_t interface, std::uint64_t timestamp_us, std::string_view frame,
                             std::string_view comment = {});
+// Gives an Enhanced Packet Block that has no options the opt_comment `comment`, as if
+// enhanced_packet() had been called with it: a packet can be built as its bytes arrive and
+// named by a leak once the request they complete has been inspected.
+void add_comment(std::string& epb, std::string_view comment);
 // Decryption Secrets Block with TLS key log lines; must precede the packets it decrypts.
 std::string decryption_secrets(std::string_view tls_key_log);
 

@@ -94,26 +94,27 @@ void http_tap::request(std::string_view bytes) {
   if (!connection_ || bytes.empty()) {
     return;
   }
-  // Hold back only the newest chunk: memory stays one read, whatever the body's size.
-  if (!pending_.empty()) {
-    for (auto& block : connection_->send_packets(0, now_us(), true, pending_, capture_segment)) {
-      recorder_.write_decrypted(std::move(block));
-    }
+  // Only the newest chunk's packets wait, built already: memory stays one read whatever the
+  // body's size, and its bytes are copied once, into the packet.
+  send_pending();
+  pending_ = connection_->send_packets(0, now_us(), true, bytes, capture_segment);
+}
+
+std::uint64_t http_tap::send_pending() {
+  std::uint64_t last = 0;
+  for (auto& block : pending_) {
+    last = recorder_.write_decrypted(std::move(block));
   }
-  pending_.assign(bytes);
+  pending_.clear();
+  return last;
 }
 
 std::uint64_t http_tap::end_request(const std::string& comment) {
   if (!connection_ || pending_.empty()) {
     return 0;
   }
-  auto blocks = connection_->send_packets(0, now_us(), true, pending_, capture_segment, comment);
-  pending_.clear();
-  std::uint64_t last = 0;
-  for (auto& block : blocks) {
-    last = recorder_.write_decrypted(std::move(block));
-  }
-  return last;
+  pcapng::add_comment(pending_.back(), comment);
+  return send_pending();
 }
 
 void http_tap::response(std::string_view bytes) {

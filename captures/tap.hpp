@@ -57,9 +57,10 @@ class http_tap {
   void response(std::string_view bytes);
 
  private:
+  std::uint64_t send_pending();  // the last frame's number, 0 if none
   recorder& recorder_;
   std::optional<pcapng::tcp_connection> connection_;
-  std::string pending_;
+  std::vector<std::string> pending_;  // the request's newest chunk, as blocks
   bool closed_ = false;
 };
 

@@ -120,6 +120,13 @@ int parser::on_body(llhttp_t* p, const char* at, std::size_t n) {
   s.body_size_ += n;
   if (s.body_.size() < s.body_cap_) {
     const std::size_t take = std::min(n, s.body_cap_ - s.body_.size());
+    if (s.body_.empty() && (p->flags & F_CONTENT_LENGTH) != 0 && (p->flags & F_CHUNKED) == 0) {
+      // The declared length (llhttp counts down what is left of it) at once, up to the cap:
+      // grown by doubling, a 1 MiB upload's body was copied once more and its pages were
+      // faulted in twice. Pages a lying length reserves and nobody writes cost no memory.
+      const std::uint64_t declared = s.body_size_ + p->content_length;
+      s.body_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(declared, s.body_cap_)));
+    }
     if (s.body_.size() + take > s.body_.capacity()) {
       // Doubling, but never past the cap: plain doubling would reserve up to twice the cap
       // (31 MiB for a 16 MiB body).

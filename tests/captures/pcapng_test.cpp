@@ -307,3 +307,20 @@ TEST_CASE("send_packets, open_packets and close_packets are enhanced_packet of w
     CHECK(hexed(d.open_packets(0, 42)) == wrapped(c.open()));
   }
 }
+
+TEST_CASE("a comment added to a built packet gives the block built with it") {
+  for (const std::size_t frame_size : {0u, 1u, 2u, 3u, 4u, 54u, 1001u}) {
+    const std::string frame(frame_size, '\x5a');
+    for (const std::string comment : {"leak 1: imei -> Umeng (third party)", "x", "abcd", "leak 12: 张三"}) {
+      CAPTURE(frame_size);
+      CAPTURE(comment);
+      std::string block = pcapng::enhanced_packet(0, 1'795'441'512'123'456, frame);
+      pcapng::add_comment(block, comment);
+      CHECK(block == pcapng::enhanced_packet(0, 1'795'441'512'123'456, frame, comment));
+    }
+    std::string block = pcapng::enhanced_packet(1, 7, frame);
+    const std::string before = block;
+    pcapng::add_comment(block, "");
+    CHECK(block == before);
+  }
+}

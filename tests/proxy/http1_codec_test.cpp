@@ -197,3 +197,28 @@ TEST_CASE("the head is kept byte for byte") {
   CHECK(p.head().has_header("x-a"));
   CHECK_FALSE(p.head().has_header("x-b"));
 }
+
+TEST_CASE("a body of declared length is kept in one buffer from its first byte, up to the cap") {
+  for (const std::size_t cap : {std::size_t{1} << 20, std::size_t{50'000}}) {
+    CAPTURE(cap);
+    parser p(message_kind::request, {});
+    p.set_body_cap(cap);
+    std::string body(300'000, 'x');
+    for (std::size_t i = 0; i < body.size(); i += 97) {
+      body[i] = static_cast<char>('a' + i % 26);
+    }
+    const auto head = "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    REQUIRE(p.feed(head).head_complete);
+    const char* first = nullptr;
+    for (std::size_t at = 0; at < body.size(); at += 1000) {
+      const std::string_view chunk = std::string_view(body).substr(at, 1000);
+      REQUIRE(p.feed(chunk).consumed == chunk.size());
+      if (first == nullptr) {
+        first = p.body().data();
+      }
+      CHECK(p.body().data() == first);  // never moved, so never copied again
+    }
+    CHECK(p.body() == body.substr(0, cap));
+    CHECK(p.body_size() == body.size());
+  }
+}
