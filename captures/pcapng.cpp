@@ -1,8 +1,8 @@
 #include "captures/pcapng.hpp"
 
 #include <arpa/inet.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
 #endif
 
 #include <algorithm>
@@ -72,10 +72,45 @@ std::uint32_t get32(std::string_view s, std::size_t at) {
 // The ones' complement sum of RFC 1071 over `data` as big-endian 16-bit words, added to `sum`.
 // Summed in host order and swapped once at the end (RFC 1071 §2(B)). Every payload byte
 // captured passes through here, so 16 bytes at a time where SSE2 is there.
+#if defined(__x86_64__)
+// 32 bytes a step where the CPU has AVX2 (chosen at run time): the sum of a download's three
+// copies of every byte was 4 % of the proxy's time. Returns how many bytes it summed into `acc`.
+[[gnu::target("avx2")]] std::size_t sum16_avx2(std::string_view data, std::uint64_t& acc) {
+  std::size_t i = 0;
+  const __m256i zero = _mm256_setzero_si256();
+  while (i + 32 <= data.size()) {
+    // Each 32-bit lane gains at most 2 x 65535 a step: emptied every 16,384 steps.
+    const std::size_t block_end = i + std::min<std::size_t>((data.size() - i) / 32, 16384) * 32;
+    __m256i lanes = zero;
+    for (; i < block_end; i += 32) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(data.data() + i));
+      lanes = _mm256_add_epi32(lanes, _mm256_unpacklo_epi16(v, zero));
+      lanes = _mm256_add_epi32(lanes, _mm256_unpackhi_epi16(v, zero));
+    }
+    alignas(32) std::uint32_t parts[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(parts), lanes);
+    for (const std::uint32_t part : parts) {
+      acc += part;
+    }
+  }
+  return i;
+}
+
+bool has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+}
+#endif
+
 std::uint32_t sum16(std::string_view data, std::uint32_t sum = 0) {
   static_assert(std::endian::native == std::endian::little);
   std::uint64_t acc = 0;
   std::size_t i = 0;
+#if defined(__x86_64__)
+  if (data.size() >= 64 && has_avx2()) {
+    i = sum16_avx2(data, acc);
+  }
+#endif
 #if defined(__SSE2__)
   const __m128i zero = _mm_setzero_si128();
   while (i + 16 <= data.size()) {
