@@ -12,19 +12,6 @@ using error_code = boost::system::error_code;
 
 namespace {
 
-long tap_callback(BIO* bio, int oper, const char* argp, std::size_t, int, long, int ret, std::size_t* processed) {
-  const int op = oper & ~BIO_CB_RETURN;
-  if ((oper & BIO_CB_RETURN) && ret > 0 && processed != nullptr && *processed > 0 && (op == BIO_CB_READ || op == BIO_CB_WRITE)) {
-    auto* tap = reinterpret_cast<tls_tap*>(BIO_get_callback_arg(bio));
-    if (tap != nullptr && tap->leg != nullptr) {
-      // What the SSL object reads came from its peer; what it writes goes to its peer.
-      const bool from_client = (op == BIO_CB_READ) != tap->ssl_is_client;
-      tap->leg->data(from_client, std::string_view(argp, *processed));
-    }
-  }
-  return ret;
-}
-
 std::string key_of(const std::string& client, const std::string& host, std::uint16_t port) {
   return client + " " + host + ":" + std::to_string(port);
 }
@@ -46,10 +33,16 @@ bool has_input(tcp::socket& socket) {
   }
 }
 
-void attach_tap(SSL* ssl, tls_tap* tap) {
-  BIO* bio = SSL_get_rbio(ssl);
-  BIO_set_callback_arg(bio, reinterpret_cast<char*>(tap));
-  BIO_set_callback_ex(bio, tap_callback);
+void attach_tap(tls_stream& stream, tls_tap* tap) {
+  stream.observe(
+      [](void* arg, bool read, std::string_view bytes) {
+        const auto* tap = static_cast<const tls_tap*>(arg);
+        if (tap->leg != nullptr) {
+          // What the SSL object reads came from its peer; what it writes goes to its peer.
+          tap->leg->data(read != tap->ssl_is_client, bytes);
+        }
+      },
+      tap);
 }
 
 origin_pool::~origin_pool() { close(); }

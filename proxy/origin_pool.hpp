@@ -42,8 +42,8 @@ struct tls_tap {
   bool ssl_is_client = false;  // the origin leg's SSL is the client of its TCP connection
 };
 
-// `tap` must outlive the SSL object.
-void attach_tap(SSL* ssl, tls_tap* tap);
+// `tap` must outlive the stream.
+void attach_tap(tls_stream& stream, tls_tap* tap);
 
 // Whether the peer has sent anything or closed (or the socket failed) and nothing has read it
 // yet. Asio's async_wait only sees readiness that arrives after it is started (the reactor is

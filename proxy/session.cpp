@@ -1737,7 +1737,7 @@ std::shared_ptr<origin_connection> open_origin(services& sv, beast::tcp_stream t
     c->leg.emplace(sv.recorder, 1, local.address().to_string(), local.port(), remote.address().to_string(),
                    remote.port());
     c->tap = {&*c->leg, true};
-    attach_tap(c->stream.native_handle(), &c->tap);
+    attach_tap(c->stream, &c->tap);
   }
   return c;
 }
@@ -1862,7 +1862,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   }
   // traffic.pcapng: the phone's leg is drawn between the phone and the origin it asked for: that
   // is the conversation it believes it had. Declared before the stream, so the tap outlives the
-  // SSL object whose BIO callbacks feed it.
+  // stream whose BIO feeds it.
   std::optional<captures::leg_tap> phone_leg;
   tls_tap phone_tap;
   if (sv.cfg.capture.pcapng) {
@@ -1871,7 +1871,7 @@ awaitable<void> serve_tunnel(services& sv, connection& conn, beast::tcp_stream c
   }
   tls_stream phone(std::move(client), sv.client_facing.native_handle());
   if (phone_leg) {
-    attach_tap(phone.native_handle(), &phone_tap);
+    attach_tap(phone, &phone_tap);
   }
   SSL_use_certificate(phone.native_handle(), leaf->cert.get());
   SSL_use_PrivateKey(phone.native_handle(), leaf->key.get());

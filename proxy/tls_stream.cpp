@@ -18,6 +18,13 @@ namespace {
 
 // The BIO between OpenSSL and the socket. Its data is the stream's bio_state.
 template <class State>
+void observed(State& s, bool read, const char* data, std::size_t n) {
+  if (s.observer != nullptr) {
+    s.observer(s.observer_arg, read, std::string_view(data, n));
+  }
+}
+
+template <class State>
 int socket_read(BIO* bio, char* out, int size) {
   auto* s = static_cast<State*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
@@ -29,6 +36,7 @@ int socket_read(BIO* bio, char* out, int size) {
       std::string().swap(s->prefix);
       s->prefix_at = 0;
     }
+    observed(*s, true, out, n);
     return static_cast<int>(n);
   }
   if (s->skip_recv) {
@@ -40,6 +48,7 @@ int socket_read(BIO* bio, char* out, int size) {
     const ssize_t n = ::recv(s->fd, out, static_cast<std::size_t>(size), 0);
     if (n > 0) {
       s->drained = n < size;
+      observed(*s, true, out, static_cast<std::size_t>(n));
       return static_cast<int>(n);
     }
     if (n == 0) {
@@ -85,6 +94,7 @@ int socket_write(BIO* bio, const char* data, int size, Flush flush) {
     s->out.reserve(std::max(burst + burst_overrun, s->out.size() + static_cast<std::size_t>(size)));
   }
   s->out.append(data, static_cast<std::size_t>(size));
+  observed(*s, false, data, static_cast<std::size_t>(size));
   if (s->pending() >= burst) {
     flush(*s);  // a failure is kept in s->error and reported at the end of the step
   }

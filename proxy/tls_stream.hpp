@@ -47,6 +47,14 @@ class tls_stream {
   tls_stream& operator=(const tls_stream&) = delete;
 
   SSL* native_handle() { return ssl_.get(); }
+  // `fn(arg, read, bytes)` sees every byte OpenSSL reads from the socket (read) or hands to it
+  // to send, as it does: the evidence taps. Called from the BIO itself: a BIO callback would
+  // also run around each of the thirty-odd BIO_ctrl calls OpenSSL makes per exchange.
+  using observer_fn = void (*)(void* arg, bool read, std::string_view bytes);
+  void observe(observer_fn fn, void* arg) {
+    bio_.observer = fn;
+    bio_.observer_arg = arg;
+  }
   // Bytes already read from the socket and not yet delivered (read-ahead, or a prefix): a
   // wait for the socket to be readable would not see them.
   bool has_buffered() const { return SSL_has_pending(ssl_.get()) == 1 || bio_.prefix_at < bio_.prefix.size(); }
@@ -156,6 +164,8 @@ class tls_stream {
     std::string out;
     std::size_t out_at = 0;  // how much of `out` is sent
     std::size_t pending() const { return out.size() - out_at; }
+    observer_fn observer = nullptr;
+    void* observer_arg = nullptr;
   };
   enum class flush_result { sent, blocked, failed };
   static flush_result flush(bio_state& b);
